@@ -1,0 +1,172 @@
+/* cli.c - diagnostics, exit codes and number parsing for the programs. */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *progname = "mq";
+
+void cli_init(const char *argv0)
+{
+	const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+	if (argv0)
+		progname = slash ? slash + 1 : argv0;
+}
+
+const char *cli_progname(void)
+{
+	return progname;
+}
+
+static void vwarn(const char *fmt, va_list ap)
+{
+	char line[2048];
+
+	vsnprintf(line, sizeof line, fmt, ap);
+	fprintf(stderr, "%s: %s\n", progname, line);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vwarn(fmt, ap);
+	va_end(ap);
+}
+
+void cli_die(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vwarn(fmt, ap);
+	va_end(ap);
+	exit(code);
+}
+
+void cli_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vwarn(fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "Try '%s --help'.\n", progname);
+	exit(EX_USAGE_);
+}
+
+int64_t cli_int(const char *opt, const char *s, int64_t min, int64_t max)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (!*s || *end || errno)
+		cli_usage_error("%s %s: not a whole number", opt, s);
+	if (v < min || v > max)
+		cli_usage_error("%s %s: must be between %" PRId64 " and %" PRId64,
+				opt, s, min, max);
+	return v;
+}
+
+/* Split "123abc" into 123 and "abc"; -1 if no digits or overflow. */
+static int number_and_suffix(const char *s, uint64_t *n, const char **suffix)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!*s || *s == '-' || *s == '+' || *s == ' ')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (end == s || errno)
+		return -1;
+	*n = v;
+	*suffix = end;
+	return 0;
+}
+
+int cli_parse_size(const char *s, uint64_t *out, mq_err *err)
+{
+	const char *suf;
+	uint64_t n, mul = 1;
+
+	if (number_and_suffix(s, &n, &suf) < 0)
+		return mq_errf(err, MQ_E_INVAL, "%s: not a size", s);
+	if (!strcmp(suf, "") || !strcasecmp(suf, "b"))
+		mul = 1;
+	else if (!strcasecmp(suf, "k") || !strcasecmp(suf, "kb") ||
+		 !strcasecmp(suf, "kib"))
+		mul = 1024;
+	else if (!strcasecmp(suf, "m") || !strcasecmp(suf, "mb") ||
+		 !strcasecmp(suf, "mib"))
+		mul = 1024 * 1024;
+	else if (!strcasecmp(suf, "g") || !strcasecmp(suf, "gb") ||
+		 !strcasecmp(suf, "gib"))
+		mul = 1024ull * 1024 * 1024;
+	else
+		return mq_errf(err, MQ_E_INVAL,
+			       "%s: unknown size suffix '%s' (use K, M or G)", s,
+			       suf);
+	if (n > UINT64_MAX / mul)
+		return mq_errf(err, MQ_E_INVAL, "%s: too large", s);
+	*out = n * mul;
+	return 0;
+}
+
+int cli_parse_duration_ms(const char *s, int64_t *out, mq_err *err)
+{
+	const char *suf;
+	uint64_t n, mul;
+
+	if (number_and_suffix(s, &n, &suf) < 0)
+		return mq_errf(err, MQ_E_INVAL, "%s: not a duration", s);
+	if (!strcmp(suf, "") || !strcmp(suf, "ms"))
+		mul = 1;
+	else if (!strcmp(suf, "s"))
+		mul = 1000;
+	else if (!strcmp(suf, "m") || !strcmp(suf, "min"))
+		mul = 60000;
+	else if (!strcmp(suf, "h"))
+		mul = 3600000;
+	else if (!strcmp(suf, "d"))
+		mul = 86400000;
+	else
+		return mq_errf(err, MQ_E_INVAL,
+			       "%s: unknown unit '%s' (use ms, s, m, h or d)", s,
+			       suf);
+	if (n > (uint64_t)INT64_MAX / mul)
+		return mq_errf(err, MQ_E_INVAL, "%s: too large", s);
+	*out = (int64_t)(n * mul);
+	return 0;
+}
+
+uint64_t cli_size(const char *opt, const char *s, uint64_t min, uint64_t max)
+{
+	mq_err err;
+	uint64_t v;
+
+	if (cli_parse_size(s, &v, &err) < 0)
+		cli_usage_error("%s %s", opt, err.msg);
+	if (v < min || v > max)
+		cli_usage_error("%s %s: must be between %" PRIu64 " and %" PRIu64
+				" bytes", opt, s, min, max);
+	return v;
+}
+
+int64_t cli_duration_ms(const char *opt, const char *s, int64_t min,
+			int64_t max)
+{
+	mq_err err;
+	int64_t v;
+
+	if (cli_parse_duration_ms(s, &v, &err) < 0)
+		cli_usage_error("%s %s", opt, err.msg);
+	if (v < min || v > max)
+		cli_usage_error("%s %s: must be between %" PRId64 " and %" PRId64
+				" ms", opt, s, min, max);
+	return v;
+}

@@ -1,0 +1,54 @@
+# tests/helpers.bash - shared setup for the bats tests.
+#
+# Every test gets its own directory ($T) and, when it asks, its own broker
+# on a private unix socket ($MQ_SOCK), killed in teardown.
+
+bats_require_minimum_version 1.5.0
+
+mq_setup() {
+	T=$BATS_TEST_TMPDIR
+	DATA=$T/data
+	MQ_SOCK=$T/mq.sock
+	BROKER_PID=
+	export MQ_BROKER="unix:$MQ_SOCK"
+}
+
+mq_teardown() {
+	if [ -n "${BROKER_PID:-}" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
+		kill -KILL "$BROKER_PID" 2>/dev/null || true
+		wait "$BROKER_PID" 2>/dev/null || true
+	fi
+}
+
+# wait_for CMD... : retry CMD for up to 10 s.
+wait_for() {
+	local i
+	for i in $(seq 1 200); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# start_broker [OPTIONS...]: start mq-brokerd on $DATA and $MQ_SOCK in the
+# background (log in $T/broker.log) and wait until it is ready.
+start_broker() {
+	: > "$T/broker.log"
+	mq-brokerd -d "$DATA" -l "unix:$MQ_SOCK" "$@" 2>> "$T/broker.log" &
+	BROKER_PID=$!
+	if ! wait_for grep -q ' ready: ' "$T/broker.log"; then
+		echo "broker did not start:" >&2
+		cat "$T/broker.log" >&2
+		return 1
+	fi
+}
+
+# stop_broker [SIGNAL]: stop it (TERM by default) and wait; sets
+# BROKER_STATUS to its exit status.
+stop_broker() {
+	local sig=${1:-TERM}
+	kill -"$sig" "$BROKER_PID"
+	BROKER_STATUS=0
+	wait "$BROKER_PID" || BROKER_STATUS=$?
+	BROKER_PID=
+}
