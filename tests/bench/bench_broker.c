@@ -1,0 +1,428 @@
+/*
+ * bench_broker.c - throughput and latency of mq-brokerd against raw disk
+ * I/O on the same file system, measured in the same run.
+ *
+ *   bench_broker DIR
+ *
+ * Starts the broker built next to this program (../bin/mq-brokerd) on a
+ * unix socket in DIR, once with --flush async and once with --flush sync,
+ * and measures:
+ *   - produce throughput of 100-byte records in batches of 256, pipelined
+ *     (64 requests in flight) from one client;
+ *   - sync sends (one record per request, each waiting for its reply) from
+ *     1 and 16 concurrent clients; with --flush sync the 16-client figure
+ *     is compared with one fdatasync per record on a plain file (the
+ *     group-commit target is 8x);
+ *   - fetch throughput: reading everything back, decoding every record;
+ *   - produce-to-fetch latency p50/p99 of single records under long
+ *     polling.
+ * Environment: MQ_BENCH_SCALE multiplies the amount of data (default 1).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "client.h"
+
+#define RECORD_BYTES 100
+#define BATCH 256
+#define WINDOW 64
+#define SYNC_SECONDS 3.0
+#define LAT_SAMPLES 1000
+
+static char broker_bin[PATH_MAX], addr[PATH_MAX + 8], data_dir[1024];
+static double scale = 1.0;
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, const mq_err *err)
+{
+	fprintf(stderr, "bench_broker: %s: %s\n", what, err ? err->msg : strerror(errno));
+	exit(1);
+}
+
+static pid_t broker_start(const char *flush)
+{
+	char dir[PATH_MAX], sock[PATH_MAX], log[PATH_MAX];
+	pid_t pid;
+
+	snprintf(dir, sizeof dir, "%s/broker-%s", data_dir, flush);
+	snprintf(sock, sizeof sock, "%s/s.sock", data_dir);
+	snprintf(log, sizeof log, "%s/broker-%s.log", data_dir, flush);
+	snprintf(addr, sizeof addr, "unix:%s", sock);
+	pid = fork();
+	if (pid < 0)
+		die("fork", NULL);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0)
+			dup2(fd, 2);
+		execl(broker_bin, broker_bin, "-d", dir, "-l", addr, "--flush",
+		      flush, "-q", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200; i++) {
+		mq_client *c;
+		mq_err err;
+		if (mq_client_open(addr, NULL, &c, &err) == 0) {
+			mq_client_close(c);
+			return pid;
+		}
+		usleep(25000);
+	}
+	fprintf(stderr, "bench_broker: broker did not start (see %s)\n", log);
+	exit(1);
+}
+
+static void broker_stop(pid_t pid)
+{
+	int st;
+	kill(pid, SIGTERM);
+	waitpid(pid, &st, 0);
+}
+
+static mq_client *connect_or_die(void)
+{
+	mq_client *c;
+	mq_err err;
+	if (mq_client_open(addr, NULL, &c, &err) < 0)
+		die("connect", &err);
+	return c;
+}
+
+static void make_batch(mq_batch_builder *b, int n, int64_t pid, int32_t seq)
+{
+	uint8_t value[RECORD_BYTES];
+	mq_err err;
+
+	memset(value, 'x', sizeof value);
+	if (mq_bb_init(b, 0, &err) < 0)
+		die("batch", &err);
+	for (int i = 0; i < n; i++)
+		if (mq_bb_add(b, 0, NULL, -1, value, RECORD_BYTES, NULL, 0,
+			      &err) < 0)
+			die("batch", &err);
+	if (mq_bb_finish(b, pid, 0, seq, &err) < 0)
+		die("batch", &err);
+}
+
+static void create_topic(const char *topic)
+{
+	mq_client *c = connect_or_die();
+	mq_err err;
+	if (mq_client_create_topic(c, topic, 1, &err) < 0 &&
+	    err.code != MQ_E_EXISTS)
+		die("create topic", &err);
+	mq_client_close(c);
+}
+
+/* Pipelined produce of `records` records; returns records per second. */
+static double produce_pipelined(const char *topic, long records)
+{
+	mq_client *c = connect_or_die();
+	mq_batch_builder b;
+	mq_wbuf w;
+	mq_err err;
+	long batches = records / BATCH, sent = 0, acked = 0;
+	double t0;
+
+	make_batch(&b, BATCH, -1, -1);
+	mq_w_init(&w);
+	t0 = now();
+	while (acked < batches) {
+		mq_reply r;
+		mq_w_reset(&w);
+		while (sent < batches && sent - acked < WINDOW) {
+			mq_req_produce(&w, mq_client_next_id(c), topic, 0, NULL,
+				       -1, 1, b.buf, b.len);
+			sent++;
+		}
+		if (w.len && mq_client_send(c, w.p, w.len, &err) < 0)
+			die("send", &err);
+		if (mq_client_recv(c, -1, &r, &err) != 1)
+			die("receive", &err);
+		if (r.code)
+			fprintf(stderr, "bench_broker: produce failed: %s\n", r.msg),
+				exit(1);
+		acked++;
+	}
+	double secs = now() - t0;
+	mq_w_free(&w);
+	mq_bb_free(&b);
+	mq_client_close(c);
+	return (double)(batches * BATCH) / secs;
+}
+
+struct sync_arg {
+	const char *topic;
+	double until;
+	long count;
+};
+
+static void *sync_sender(void *p)
+{
+	struct sync_arg *a = p;
+	mq_client *c = connect_or_die();
+	mq_batch_builder b;
+	mq_produce_result res;
+	mq_err err;
+
+	make_batch(&b, 1, -1, -1);
+	while (now() < a->until) {
+		if (mq_client_produce(c, a->topic, 0, NULL, -1, b.buf, b.len,
+				      &res, &err) < 0)
+			die("produce", &err);
+		a->count++;
+	}
+	mq_bb_free(&b);
+	mq_client_close(c);
+	return NULL;
+}
+
+/* n clients, each sending one record per request and waiting for it. */
+static double produce_sync(const char *topic, int n)
+{
+	pthread_t th[16];
+	struct sync_arg args[16];
+	double t0 = now(), secs;
+	long total = 0;
+
+	for (int i = 0; i < n; i++) {
+		args[i] = (struct sync_arg){ topic, t0 + SYNC_SECONDS * scale, 0 };
+		pthread_create(&th[i], NULL, sync_sender, &args[i]);
+	}
+	for (int i = 0; i < n; i++) {
+		pthread_join(th[i], NULL);
+		total += args[i].count;
+	}
+	secs = now() - t0;
+	return (double)total / secs;
+}
+
+/* Read the whole topic back; returns records per second. */
+static double fetch_all(const char *topic, long *nrec)
+{
+	mq_client *c = connect_or_die();
+	mq_fetch_result f;
+	mq_err err;
+	int64_t off = 0;
+	long n = 0;
+	double t0 = now();
+
+	for (;;) {
+		mq_batch_iter it;
+		mq_record rec;
+		if (mq_client_fetch(c, topic, 0, off, 1 << 20, 0, &f, &err) < 0)
+			die("fetch", &err);
+		if (f.len == 0)
+			break;
+		size_t pos = 0;
+		while (pos < f.len) {
+			mq_batch_hdr h;
+			if (mq_batch_parse_header(f.batches + pos, f.len - pos, &h,
+						  &err) < 0 ||
+			    mq_batch_iter_init(&it, f.batches + pos,
+					       mq_batch_size(&h), &err) < 0)
+				die("decode", &err);
+			while (mq_batch_iter_next(&it, &rec, &err) == 1)
+				if (rec.offset >= off) {
+					n++;
+					off = rec.offset + 1;
+				}
+			pos += mq_batch_size(&h);
+		}
+	}
+	double secs = now() - t0;
+	mq_client_close(c);
+	*nrec = n;
+	return (double)n / secs;
+}
+
+struct lat_arg {
+	const char *topic;
+	int64_t start;
+	double *samples;
+	int n;
+};
+
+static void *lat_consumer(void *p)
+{
+	struct lat_arg *a = p;
+	mq_client *c = connect_or_die();
+	mq_fetch_result f;
+	mq_err err;
+	int64_t off = a->start;
+
+	while (a->n < LAT_SAMPLES) {
+		if (mq_client_fetch(c, a->topic, 0, off, 1 << 20, 5000, &f,
+				    &err) < 0)
+			die("fetch", &err);
+		double t = now();
+		size_t pos = 0;
+		while (pos < f.len) {
+			mq_batch_hdr h;
+			mq_batch_iter it;
+			mq_record rec;
+			if (mq_batch_parse_header(f.batches + pos, f.len - pos, &h,
+						  &err) < 0 ||
+			    mq_batch_iter_init(&it, f.batches + pos,
+					       mq_batch_size(&h), &err) < 0)
+				die("decode", &err);
+			while (mq_batch_iter_next(&it, &rec, &err) == 1) {
+				double sent;
+				if (rec.offset < off || rec.value_len != sizeof sent)
+					continue;
+				memcpy(&sent, rec.value, sizeof sent);
+				if (a->n < LAT_SAMPLES)
+					a->samples[a->n++] = t - sent;
+				off = rec.offset + 1;
+			}
+			pos += mq_batch_size(&h);
+		}
+	}
+	mq_client_close(c);
+	return NULL;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+	double a = *(const double *)x, b = *(const double *)y;
+	return a < b ? -1 : a > b;
+}
+
+static void latency(const char *topic, double *p50, double *p99)
+{
+	static double samples[LAT_SAMPLES];
+	mq_client *c = connect_or_die();
+	struct lat_arg a = { topic, 0, samples, 0 };
+	mq_produce_result res;
+	mq_err err;
+	pthread_t th;
+
+	if (mq_client_list_offset(c, topic, 0, -1, &a.start, &err) < 0)
+		die("list offset", &err);
+	pthread_create(&th, NULL, lat_consumer, &a);
+	usleep(50000);
+	while (a.n < LAT_SAMPLES) {
+		mq_batch_builder b;
+		double t = now();
+		mq_bb_init(&b, 0, &err);
+		mq_bb_add(&b, 0, NULL, -1, &t, sizeof t, NULL, 0, &err);
+		mq_bb_finish(&b, -1, 0, -1, &err);
+		if (mq_client_produce(c, topic, 0, NULL, -1, b.buf, b.len, &res,
+				      &err) < 0)
+			die("produce", &err);
+		mq_bb_free(&b);
+		usleep(1000);
+	}
+	pthread_join(th, NULL);
+	mq_client_close(c);
+	qsort(samples, LAT_SAMPLES, sizeof *samples, cmp_double);
+	*p50 = samples[LAT_SAMPLES / 2] * 1000;
+	*p99 = samples[LAT_SAMPLES * 99 / 100] * 1000;
+}
+
+/* One fdatasync per 100-byte record on a plain file in the same place. */
+static double raw_fsync_rate(void)
+{
+	char path[PATH_MAX];
+	uint8_t rec[RECORD_BYTES];
+	double t0, until;
+	long n = 0;
+	int fd;
+
+	snprintf(path, sizeof path, "%s/raw-fsync", data_dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		die(path, NULL);
+	memset(rec, 'x', sizeof rec);
+	t0 = now();
+	until = t0 + SYNC_SECONDS * scale;
+	while (now() < until) {
+		if (write(fd, rec, sizeof rec) != sizeof rec || fdatasync(fd) < 0)
+			die("raw write", NULL);
+		n++;
+	}
+	double r = (double)n / (now() - t0);
+	close(fd);
+	unlink(path);
+	return r;
+}
+
+static void line(const char *what, double recs)
+{
+	printf("%-44s %12.0f rec/s %9.1f MB/s\n", what, recs,
+	       recs * RECORD_BYTES / 1e6);
+}
+
+int main(int argc, char **argv)
+{
+	const char *modes[] = { "async", "sync" };
+	char self[PATH_MAX];
+	double raw;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: bench_broker DIR\n");
+		return 64;
+	}
+	if (getenv("MQ_BENCH_SCALE"))
+		scale = atof(getenv("MQ_BENCH_SCALE"));
+	if (scale <= 0)
+		scale = 1;
+	snprintf(data_dir, sizeof data_dir, "%s", argv[1]);
+	snprintf(self, sizeof self, "%s", argv[0]);
+	snprintf(broker_bin, sizeof broker_bin, "%s/../bin/mq-brokerd",
+		 dirname(self));
+	signal(SIGPIPE, SIG_IGN);
+
+	raw = raw_fsync_rate();
+	printf("baseline: write+fdatasync per 100-byte record: %.0f rec/s\n",
+	       raw);
+	for (int m = 0; m < 2; m++) {
+		pid_t pid = broker_start(modes[m]);
+		char what[128];
+		double r, p50, p99;
+		long n;
+
+		create_topic("bench");
+		create_topic("sync1");
+		create_topic("sync16");
+		create_topic("lat");
+		printf("--- broker --flush %s ---\n", modes[m]);
+		r = produce_pipelined("bench", (long)(1000000 * scale));
+		snprintf(what, sizeof what, "produce batch=%d pipelined=%d", BATCH,
+			 WINDOW);
+		line(what, r);
+		r = produce_sync("sync1", 1);
+		line("produce sync, 1 record/request, 1 client", r);
+		r = produce_sync("sync16", 16);
+		line("produce sync, 1 record/request, 16 clients", r);
+		if (m == 1)
+			printf("  group commit: %.1fx one fdatasync per record "
+			       "(target 8x: %s)\n", r / raw,
+			       r / raw >= 8 ? "PASS" : "MISS");
+		r = fetch_all("bench", &n);
+		snprintf(what, sizeof what, "fetch + decode (%ld records)", n);
+		line(what, r);
+		latency("lat", &p50, &p99);
+		printf("%-44s p50 %.2f ms  p99 %.2f ms\n",
+		       "produce-to-fetch latency (long poll)", p50, p99);
+		broker_stop(pid);
+	}
+	return 0;
+}
