@@ -3,7 +3,7 @@
  *
  * Every message is a frame; all integers are big-endian:
  *
- *   u32 length     bytes after this field, 12 <= length <= max frame size
+ *   u32 length     bytes after this field, 8 <= length <= max frame size
  *   u32 id         request id chosen by the client, echoed in the reply
  *   u16 type       request type; a reply carries type | MQ_REPLY
  *   u16 flags      MQ_F_NOREPLY: the client wants no reply (oneway)
@@ -57,8 +57,9 @@ enum mq_req_type {
 	 * max_wait_ms u32
 	 * -> partition i32, start i64, end i64, visible i64, batches bytes
 	 *    (whole record batches; the first may begin before offset).
-	 * On MQ_E_OFFSET_RANGE the body (start, end, visible; no batches)
-	 * is still sent so the client can reposition. */
+	 * On an error (MQ_E_OFFSET_RANGE in particular) the body still
+	 * carries partition, start, end and visible (no batches) so the
+	 * client can reposition. */
 	MQ_T_FETCH = 5,
 	/* (empty) -> producer_id i64, epoch i16 */
 	MQ_T_INIT_PRODUCER = 6,
