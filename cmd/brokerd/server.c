@@ -333,23 +333,32 @@ static void process_input(struct conn *c)
 	size_t pos = 0;
 
 	while (!c->dead && !c->paused && !c->close_after_write &&
-	       c->in_len - pos >= MQ_FRAME_HEADER) {
+	       c->in_len - pos >= 4) {
+		const uint8_t *p = c->in + pos;
+		size_t have = c->in_len - pos;
+		uint32_t len = mq_get32(p);
 		mq_frame f;
 		mq_err err = { 0 };
 
-		if (mq_frame_parse(c->in + pos, b->o.max_frame, &f, &err) < 0) {
+		/* Judge the length as soon as it is in: a frame too short to
+		 * hold a header may never grow to 12 bytes. */
+		if (len < MQ_FRAME_MIN || len > b->o.max_frame) {
+			uint32_t id = have >= 8 ? mq_get32(p + 4) : 0;
+			uint16_t type = have >= 10 ? mq_get16(p + 8) : 0;
+			uint8_t hdr[MQ_FRAME_HEADER] = { 0 };
+			mq_put32(hdr, len);
+			mq_frame_parse(hdr, b->o.max_frame, &f, &err);
 			/* Nothing after a bad length can be trusted: answer
 			 * with the id we read, then close. */
-			uint32_t id = mq_get32(c->in + pos + 4);
-			uint16_t type = mq_get16(c->in + pos + 8);
 			log_warn("%s: %s; closing", c->peer, err.msg);
 			reply_error(c, id, type, &err);
 			c->close_after_write = true;
 			pos = c->in_len;
 			break;
 		}
-		if (c->in_len - pos < 4 + (size_t)f.length)
+		if (have < 4 + (size_t)len)
 			break;
+		mq_frame_parse(p, b->o.max_frame, &f, &err);
 		b->bytes_in += 4 + (size_t)f.length;
 		handle_frame(c, &f);
 		pos += 4 + (size_t)f.length;
@@ -372,8 +381,12 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 	struct broker *b = c->b;
 	(void)loop;
 
+	/* Handling a frame may close the connection; keep it allocated
+	 * until this callback is done with it. */
+	conn_ref(c);
 	if (!(revents & EV_READ)) {	/* fed after un-pausing */
 		process_input(c);
+		conn_unref(c);
 		return;
 	}
 	for (int rounds = 0; rounds < 16 && !c->dead && !c->paused; rounds++) {
@@ -392,7 +405,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 			uint8_t *p = realloc(c->in, cap);
 			if (!p) {
 				conn_close(c, "out of memory");
-				return;
+				break;
 			}
 			c->in = p;
 			c->in_cap = cap;
@@ -400,7 +413,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 		n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
 		if (n == 0) {
 			conn_close(c, "closed by peer");
-			return;
+			break;
 		}
 		if (n < 0) {
 			if (errno == EINTR)
@@ -415,6 +428,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 		if ((size_t)n < want)
 			break;
 	}
+	conn_unref(c);
 }
 
 static void on_write(struct ev_loop *loop, ev_io *w, int revents)
@@ -423,7 +437,9 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 	(void)loop;
 	(void)revents;
 	ev_timer_again(c->b->loop, &c->idle);
+	conn_ref(c);
 	conn_flush_output(c);
+	conn_unref(c);
 }
 
 static void on_idle(struct ev_loop *loop, ev_timer *w, int revents)
