@@ -96,7 +96,10 @@ int mq_part_flush(mq_partition *p, mq_err *err);
  * thread) fdatasyncs and closes them; end (owning thread) advances the
  * flushed offset to req->target if req->status == 0, or marks the
  * partition failed. begin returns 0 with req->nfds == 0 when nothing is
- * dirty.
+ * dirty. With several requests in flight, the flushed offset advances in
+ * the order they were begun: a request that ends before an earlier one
+ * is held until that one ends too (after a write-back error only one
+ * fsync caller hears of it), so read mq_part_flushed() after end.
  */
 #define MQ_FLUSH_MAXFD 4
 typedef struct mq_flush_req {

@@ -467,6 +467,11 @@ TEST(retention_by_age)
 	s3 = mq_part_end(p);
 	CHECK_EQ_INT(put_ts(p, 1, NULL, 100, 0), s3);  /* old, but active */
 	CHECK_EQ_INT(mq_part_segment_count(p), 4);
+	/* Reopened, the sealed segments' newest timestamps come from the
+	 * index (one entry each here) plus the batch headers after it. */
+	CHECK_EQ_INT(pclose_(p), 0);
+	p = popen_(dir, 0, 0, false);
+	REQ(p);
 
 	/* Cut-off 1899: segment 0's newest (1900) is not older. */
 	CHECK_EQ_INT(mq_part_retain(p, 0, 1101, 3000, &deleted, &err), 0);
@@ -475,6 +480,10 @@ TEST(retention_by_age)
 	CHECK_EQ_INT(mq_part_retain(p, 0, 1099, 3000, &deleted, &err), 0);
 	CHECK_EQ_INT(deleted, 1);
 	CHECK_EQ_INT(mq_part_start(p), s1);
+	/* Cut-off 2400: segment 1's newest (2500, its last batch) is not
+	 * older. */
+	CHECK_EQ_INT(mq_part_retain(p, 0, 600, 3000, &deleted, &err), 0);
+	CHECK_EQ_INT(deleted, 0);
 	/* Cut-off 5000: all but the active segment. */
 	CHECK_EQ_INT(mq_part_retain(p, 0, 1000, 6000, &deleted, &err), 0);
 	CHECK_EQ_INT(deleted, 2);
@@ -534,8 +543,13 @@ TEST(set_start)
 	CHECK_EQ_INT(mq_part_reader_next(rd, &rec, &err), 1);
 	CHECK(rec_ok(&rec, x));
 	mq_part_reader_close(rd);
-	/* Up to the end: nothing left to serve, appends go on. */
+	/* Up to the end: nothing left to serve, appends go on. The start
+	 * never passes data a crash could still cut: it flushes first. */
+	REQ(put(p, 2, 0) == end);
+	end += 2;
+	CHECK(mq_part_flushed(p) < end);
 	CHECK_EQ_INT(mq_part_set_start(p, end, &err), 0);
+	CHECK_EQ_INT(mq_part_flushed(p), end);
 	CHECK_EQ_INT(mq_part_start(p), end);
 	CHECK_EQ_INT(mq_part_segment_count(p), 1);
 	CHECK_EQ_INT(mq_part_read(p, end, 100, end, &rr, &err), 0);
@@ -682,7 +696,7 @@ static int write_file(const char *path, const void *buf, size_t len)
 }
 
 enum damage { D_DELETE, D_EMPTY, D_ODD_SIZE, D_GARBLE, D_PAST_END,
-	      D_WRONG_BATCH, D_UNSORTED, D_BAD_MAGIC, D__COUNT };
+	      D_WRONG_BATCH, D_UNSORTED, D_BAD_MAGIC, D_NO_FIRST, D__COUNT };
 
 static int damage_index(const char *path, int how, long long log_size)
 {
@@ -692,7 +706,25 @@ static int damage_index(const char *path, int how, long long log_size)
 	int rc, fd;
 	long long i;
 
+	if (size < 8 || size > 1 << 20)
+		return -1;
 	switch (how) {
+	case D_NO_FIRST:
+		/* well-formed entries, but the first batch's is gone */
+		if (size < 8 + 32)
+			return -1;
+		junk = malloc((size_t)size);
+		if (!junk)
+			return -1;
+		fd = open(path, O_RDONLY);
+		rc = fd >= 0 && read(fd, junk, (size_t)size) == size ? 0 : -1;
+		if (fd >= 0)
+			close(fd);
+		memmove(junk + 8, junk + 24, (size_t)size - 24);
+		if (rc == 0)
+			rc = write_file(path, junk, (size_t)size - 16);
+		free(junk);
+		return rc;
 	case D_DELETE:
 		return unlink(path);
 	case D_EMPTY:
@@ -700,8 +732,6 @@ static int damage_index(const char *path, int how, long long log_size)
 	case D_ODD_SIZE:
 		return truncate(path, size - 5);
 	case D_GARBLE:
-		if (size < 8 || size > 1 << 20)
-			return -1;
 		junk = malloc((size_t)size);
 		if (!junk)
 			return -1;
@@ -862,6 +892,21 @@ TEST(group_commit_flush)
 	CHECK(mq_part_flushed(p) < req.target);
 	CHECK_EQ_INT(mq_part_flush_end(p, &req, &err), 0);
 	CHECK_EQ_INT(mq_part_flushed(p), req2.target);
+	CHECK_EQ_INT(mq_part_flushed(p), mq_part_end(p));
+
+	/* Many rolls between flushes: one request still covers them all
+	 * (older sealed segments are synced when rolling). */
+	n_fdatasync = 0;
+	mq_io.fdatasync = count_fdatasync;
+	for (i = 0; i < 6; i++)
+		REQ(put(p, 1, 900) >= 0);
+	mq_io_reset();
+	CHECK(n_fdatasync >= 3);
+	REQ(mq_part_flush_begin(p, &req, &err) == 0);
+	CHECK(req.nfds <= MQ_FLUSH_MAXFD);
+	CHECK_EQ_INT(req.target, mq_part_end(p));
+	mq_flush_run(&req);
+	CHECK_EQ_INT(mq_part_flush_end(p, &req, &err), 0);
 	CHECK_EQ_INT(mq_part_flushed(p), mq_part_end(p));
 	CHECK_EQ_INT(pclose_(p), 0);
 }

@@ -562,6 +562,35 @@ TEST(cut_removes_later_segments)
 	CHECK_EQ_INT(pclose_(p), 0);
 }
 
+/* A segment file that does not continue the log (a gap in offsets) is
+ * not part of it. */
+TEST(stray_segment_after_a_gap_is_removed)
+{
+	const char *dir = tpath("p");
+	mq_partition *p = popen_(dir, 0, 0);
+	uint8_t *log;
+	size_t len;
+	int64_t end;
+
+	REQ(p);
+	REQ(put(p, 3, 10, NULL) == 0);
+	end = mq_part_end(p);
+	REQ(pclose_(p) == 0);
+	/* A copy of segment 0 named as if it started at end + 5. */
+	REQ(read_whole(seg_file(dir, 0, "log"), &log, &len) == 0);
+	REQ(write_whole(seg_file(dir, end + 5, "log"), log, len) == 0);
+	free(log);
+	p = popen_(dir, 0, 0);
+	REQ(p);
+	CHECK_EQ_INT(mq_part_end(p), end);
+	CHECK_EQ_INT(mq_part_segment_count(p), 1);
+	CHECK_EQ_INT(mq_part_recovery(p)->segments_removed, 1);
+	CHECK(file_size(seg_file(dir, end + 5, "log")) < 0);
+	CHECK_EQ_INT(put(p, 1, 0, NULL), end);
+	CHECK_EQ_INT(verify_all(p), 0);
+	CHECK_EQ_INT(pclose_(p), 0);
+}
+
 TEST(damaged_state_means_verify_everything)
 {
 	const char *src = tpath("src"), *w = tpath("w");
@@ -784,6 +813,7 @@ int main(void)
 	RUN(flushed_batch_is_never_cut);
 	RUN(garbage_after_the_end_is_cut);
 	RUN(cut_removes_later_segments);
+	RUN(stray_segment_after_a_gap_is_removed);
 	RUN(damaged_state_means_verify_everything);
 	RUN(enospc_on_append);
 	RUN(short_write_then_error);
