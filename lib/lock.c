@@ -119,7 +119,7 @@ int mq_dirlock_acquire(const char *dir, bool wait, const char *what,
 		return mq_errsys(err, MQ_E_IO, errno, "open %s", path);
 
 	for (tries = 0;; tries++) {
-		if (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) == 0)
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
 			break;
 		if (errno == EINTR)
 			continue;
@@ -129,6 +129,35 @@ int mq_dirlock_acquire(const char *dir, bool wait, const char *what,
 			return mq_errsys(err, MQ_E_IO, e, "lock %s", path);
 		}
 		read_holder(fd, &hpid, hwhat, sizeof hwhat);
+		if (wait && (hpid != getpid() || tries >= RETRY_COUNT)) {
+			/*
+			 * Blocking on a lock this very process holds (through
+			 * another descriptor) would never end: refuse that
+			 * instead, once the record has had time to change.
+			 */
+			if (hpid == getpid()) {
+				close(fd);
+				if (holder)
+					*holder = hpid;
+				return mq_errf(err, MQ_E_LOCKED,
+					       "data directory %s is already "
+					       "locked by this process (pid "
+					       "%ld)", dir, (long)hpid);
+			}
+			while (flock(fd, LOCK_EX) < 0) {
+				if (errno != EINTR) {
+					int e = errno;
+					close(fd);
+					return mq_errsys(err, MQ_E_IO, e,
+							 "lock %s", path);
+				}
+			}
+			break;
+		}
+		if (wait) {
+			sleep_ms(RETRY_MS);
+			continue;
+		}
 		if (pid_alive(hpid)) {
 			close(fd);
 			if (holder)
@@ -181,6 +210,8 @@ int mq_dirlock_probe(const char *dir, pid_t *holder, char *what,
 	pid_t pid = 0;
 	int fd, tries;
 
+	if (!what)
+		what_size = 0;
 	*holder = 0;
 	if (what_size)
 		what[0] = '\0';

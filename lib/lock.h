@@ -13,10 +13,12 @@
 
 /*
  * Take the lock on dir (which must exist). With wait, block until it is
- * free; without, fail at once with MQ_E_LOCKED, *holder set to the pid
- * recorded by the holder (0 if unknown) and a message naming it.
- * what ("broker", "writer") is recorded next to the pid. Returns a
- * descriptor to pass to mq_dirlock_release, or -1 + err.
+ * free (unless this process holds it already: that would never end, so it
+ * fails with MQ_E_LOCKED); without, fail at once with MQ_E_LOCKED,
+ * *holder set to the pid recorded by the holder (0 if unknown or no
+ * longer running) and a message naming it. what ("broker", "writer") is
+ * recorded next to the pid. Returns a descriptor to pass to
+ * mq_dirlock_release, or -1 + err.
  */
 int mq_dirlock_acquire(const char *dir, bool wait, const char *what,
 		       pid_t *holder, mq_err *err);
