@@ -50,6 +50,8 @@ struct mq_client {
 	size_t in_start, in_len, in_cap;
 	size_t consumed;         /* bytes of the reply last handed out */
 	mq_wbuf out;             /* scratch for the call-style helpers */
+	void (*stray)(void *arg, mq_reply *r);  /* replies to other ids */
+	void *stray_arg;
 };
 
 /* ---- failures ---- */
@@ -428,21 +430,43 @@ static int call_within(mq_client *c, const mq_wbuf *w, int timeout_ms,
 		mq_r_init(&r->body, NULL, 0);
 		return 0;
 	}
-	rc = mq_client_recv(c, timeout_ms, r, err);
-	if (rc < 0)
-		return -1;
-	if (rc == 0) {
-		/* A late reply would be taken for the next request's. */
-		mq_errf(err, MQ_E_TIMEOUT,
-			"no reply from broker at %s to %s within %d ms",
-			c->name, mq_req_name(type), timeout_ms);
-		return broken(c, err);
+	int64_t until = timeout_ms < 0 ? -1 : mq_mono_ms() + timeout_ms;
+	for (;;) {
+		int left = -1;
+		if (until >= 0) {
+			int64_t l = until - mq_mono_ms();
+			left = l > 0 ? (int)l : 0;
+		}
+		rc = mq_client_recv(c, left, r, err);
+		if (rc < 0)
+			return -1;
+		if (rc == 0) {
+			/* A late reply would be taken for the next request's. */
+			mq_errf(err, MQ_E_TIMEOUT,
+				"no reply from broker at %s to %s within %d ms",
+				c->name, mq_req_name(type), timeout_ms);
+			return broken(c, err);
+		}
+		if (r->id == id)
+			break;
+		/* The reply to an earlier pipelined request: hand it over
+		 * if someone wants it, else the stream is not ours. */
+		if (!c->stray)
+			return corrupt(c, err, "reply (id does not match the request)");
+		c->stray(c->stray_arg, r);
 	}
-	if (r->id != id || r->type != type)
-		return corrupt(c, err, "reply (id or type does not match the request)");
+	if (r->type != type)
+		return corrupt(c, err, "reply (type does not match the request)");
 	if (r->code != 0)
 		return mq_errf(err, r->code, "%s", r->msg);
 	return 0;
+}
+
+void mq_client_on_stray(mq_client *c, void (*fn)(void *arg, mq_reply *r),
+			void *arg)
+{
+	c->stray = fn;
+	c->stray_arg = arg;
 }
 
 int mq_client_call(mq_client *c, const mq_wbuf *w, mq_reply *r,

@@ -70,6 +70,12 @@ int mq_client_recv(mq_client *c, int timeout_ms, mq_reply *r, mq_err *err);
 int mq_client_call(mq_client *c, const mq_wbuf *w, mq_reply *r,
 		   mq_err *err);
 
+/* While a call waits for its reply, replies to other (pipelined) requests
+ * are passed to fn, which must copy what it needs; without fn they are a
+ * protocol error. */
+void mq_client_on_stray(mq_client *c, void (*fn)(void *arg, mq_reply *r),
+			void *arg);
+
 /* ---- request encoders (append one frame to w) ---- */
 void mq_req_produce(mq_wbuf *w, uint32_t id, const char *topic,
 		    int32_t partition, const void *route_key,
