@@ -52,3 +52,25 @@ stop_broker() {
 	wait "$BROKER_PID" || BROKER_STATUS=$?
 	BROKER_PID=
 }
+
+# The programs' tests run twice: against a broker (MQ_TEST_STORE=broker,
+# the default) and on a data directory with no broker (MQ_TEST_STORE=dir).
+# start_store [BROKER OPTIONS...] sets up the chosen one and fills MQ with
+# the option that selects it, so a test writes `mq-send "${MQ[@]}" ...`.
+start_store() {
+	if [ "${MQ_TEST_STORE:-broker}" = dir ]; then
+		mkdir -p "$DATA"
+		MQ=(-d "$DATA")
+	else
+		start_broker "$@"
+		MQ=(-b "unix:$MQ_SOCK")
+	fi
+}
+
+# Skip a test that only makes sense with a broker (or without one).
+broker_only() {
+	[ "${MQ_TEST_STORE:-broker}" = broker ] || skip "needs a broker"
+}
+dir_only() {
+	[ "${MQ_TEST_STORE:-broker}" = dir ] || skip "needs a data directory"
+}

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *progname = "mq";
 
@@ -169,4 +170,64 @@ int64_t cli_duration_ms(const char *opt, const char *s, int64_t min,
 		cli_usage_error("%s %s: must be between %" PRId64 " and %" PRId64
 				" ms", opt, s, min, max);
 	return v;
+}
+
+int cli_exit_code(const mq_err *err)
+{
+	switch (err->code) {
+	case MQ_E_CONNECT:
+	case MQ_E_TIMEOUT:
+	case MQ_E_SHUTDOWN:
+		return EX_UNAVAILABLE_;
+	case MQ_E_IO:
+	case MQ_E_NOSPC:
+	case MQ_E_LOCKED:
+		return EX_IOERR_;
+	case MQ_E_INVAL:
+	case MQ_E_NAME:
+	case MQ_E_CORRUPT:
+		return EX_DATAERR_;
+	case MQ_E_NOMEM:
+		return EX_SOFTWARE_;
+	default:
+		return EX_TEMPFAIL_;
+	}
+}
+
+mq_ep *cli_open_endpoint(const char *broker_opt, const char *dir_opt,
+			 const mq_ep_opts *o)
+{
+	mq_ep_opts opts = o ? *o : (mq_ep_opts){ 0 };
+	const char *eb = getenv("MQ_BROKER"), *ed = getenv("MQ_DIR");
+	char name[256];
+	mq_err err;
+	mq_ep *ep;
+
+	if (broker_opt && dir_opt)
+		cli_usage_error("-b and -d cannot be used together: choose a "
+				"broker or a data directory");
+	opts.broker = opts.dir = NULL;
+	if (broker_opt)
+		opts.broker = broker_opt;
+	else if (dir_opt)
+		opts.dir = dir_opt;
+	else if (eb && *eb)
+		opts.broker = eb;
+	else if (ed && *ed)
+		opts.dir = ed;
+	else
+		opts.broker = "127.0.0.1:7420";
+	if (!opts.client_name) {
+		char host[128] = "";
+		gethostname(host, sizeof host - 1);
+		snprintf(name, sizeof name, "%s@%s/%ld", progname, host,
+			 (long)getpid());
+		opts.client_name = name;
+	}
+	if (mq_ep_open(&opts, &ep, &err) < 0) {
+		if (err.code == MQ_E_INVAL && opts.broker)
+			cli_usage_error("%s", err.msg);
+		cli_die(cli_exit_code(&err), "%s", err.msg);
+	}
+	return ep;
 }

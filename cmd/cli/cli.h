@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include "mq.h"
+#include "ep.h"
 
 /* Exit codes (sysexits(3) where they fit); the EXIT STATUS section of
  * every man page lists them. */
@@ -46,5 +47,23 @@ int64_t cli_duration_ms(const char *opt, const char *s, int64_t min,
 /* Non-dying variants: 0 or -1 with a message in err. */
 int cli_parse_size(const char *s, uint64_t *out, mq_err *err);
 int cli_parse_duration_ms(const char *s, int64_t *out, mq_err *err);
+
+/*
+ * The exit code for a failure described by err: 69 when the broker
+ * cannot be reached (or stopped answering), 74 for local I/O errors, 65
+ * for bad data (names, malformed input), 75 for anything the broker
+ * refused that may succeed later.
+ */
+int cli_exit_code(const mq_err *err);
+
+/*
+ * Open the endpoint the user chose: -b ADDR (broker) or -d DIR (data
+ * directory), else $MQ_BROKER, else $MQ_DIR, else the default broker
+ * 127.0.0.1:7420. Both -b and -d is a usage error (64). On failure prints
+ * the reason and exits with cli_exit_code. o may carry the other options
+ * (timeout, read_only, local_sync...); its broker/dir are ignored.
+ */
+mq_ep *cli_open_endpoint(const char *broker_opt, const char *dir_opt,
+			 const mq_ep_opts *o);
 
 #endif
