@@ -80,6 +80,7 @@ struct member;
 struct conn {
 	ev_io rd, wr;
 	ev_timer idle;
+	ev_timer closer;        /* closes it from the loop (conn_fail) */
 	struct broker *b;
 	struct conn *prev, *next;
 	int fd;
@@ -94,6 +95,8 @@ struct conn {
 	bool dead;              /* closed; freed when refs drops to 0 */
 	bool paused;            /* reading stopped by back-pressure */
 	bool close_after_write; /* protocol error: flush replies, close */
+	bool failing;           /* conn_fail was called: close is coming */
+	char fail_why[96];
 };
 
 /* A fetch parked at the log end (long polling). */

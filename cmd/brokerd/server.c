@@ -29,6 +29,7 @@
 #define READ_CHUNK 65536
 
 static void conn_close(struct conn *c, const char *why);
+static void conn_fail(struct conn *c, const char *why);
 static void conn_update_reading(struct conn *c);
 
 #define CONTAINER(ptr, type, member) \
@@ -80,7 +81,7 @@ static mq_wbuf dead_sink;   /* replies to dead connections go nowhere */
 mq_wbuf *reply_begin(struct conn *c, uint32_t id, uint16_t type, int code,
 		     const char *msg, size_t *frame_start)
 {
-	mq_wbuf *w = c->dead ? NULL : out_mem(c);
+	mq_wbuf *w = c->dead || c->failing ? NULL : out_mem(c);
 
 	if (!w) {
 		mq_w_reset(&dead_sink);
@@ -102,13 +103,13 @@ static void account(struct conn *c, size_t start, size_t extra)
 
 void reply_end(struct conn *c, size_t frame_start)
 {
-	if (c->dead || !c->out_tail || c->out_tail->fd >= 0) {
+	if (c->dead || c->failing || !c->out_tail || c->out_tail->fd >= 0) {
 		mq_w_reset(&dead_sink);
 		return;
 	}
 	if (c->out_tail->w.oom) {
 		log_error("out of memory building a reply to %s", c->peer);
-		conn_close(c, "out of memory");
+		conn_fail(c, "out of memory");
 		return;
 	}
 	mq_w_frame_end(&c->out_tail->w, frame_start);
@@ -123,13 +124,13 @@ void reply_end_file(struct conn *c, size_t frame_start, int fd, off_t pos,
 	mq_wbuf *w;
 	int dfd;
 
-	if (c->dead || !c->out_tail || c->out_tail->fd >= 0) {
+	if (c->dead || c->failing || !c->out_tail || c->out_tail->fd >= 0) {
 		mq_w_reset(&dead_sink);
 		return;
 	}
 	w = &c->out_tail->w;
 	if (w->oom) {
-		conn_close(c, "out of memory");
+		conn_fail(c, "out of memory");
 		return;
 	}
 	mq_put32(w->p + frame_start,
@@ -145,7 +146,7 @@ void reply_end_file(struct conn *c, size_t frame_start, int fd, off_t pos,
 				close(dfd);
 			log_error("cannot queue %zu bytes for %s: %s", file_len,
 				  c->peer, strerror(errno));
-			conn_close(c, "cannot queue file range");
+			conn_fail(c, "cannot queue file range");
 			return;
 		}
 		k->pos = pos;
@@ -203,7 +204,7 @@ static int write_some(struct conn *c)
 			} else if (n == 0) {
 				/* The file is shorter than promised: the
 				 * stream can no longer be framed. */
-				conn_close(c, "segment shrank during send");
+				conn_fail(c, "segment shrank during send");
 				return -1;
 			}
 		}
@@ -212,7 +213,7 @@ static int write_some(struct conn *c)
 				return 0;
 			if (errno == EINTR)
 				continue;
-			conn_close(c, strerror(errno));
+			conn_fail(c, strerror(errno));
 			return -1;
 		}
 		if (n > 0)
@@ -228,7 +229,7 @@ done:
 
 void conn_flush_output(struct conn *c)
 {
-	if (c->dead)
+	if (c->dead || c->failing)
 		return;
 	if (write_some(c) < 0)
 		return;
@@ -237,7 +238,7 @@ void conn_flush_output(struct conn *c)
 	else
 		ev_io_stop(c->b->loop, &c->wr);
 	if (!c->out_head && c->close_after_write && c->deferred == 0) {
-		conn_close(c, "protocol error");
+		conn_fail(c, "protocol error");
 		return;
 	}
 	conn_update_reading(c);
@@ -287,6 +288,10 @@ static void conn_close(struct conn *c, const char *why)
 	ev_io_stop(b->loop, &c->rd);
 	ev_io_stop(b->loop, &c->wr);
 	ev_timer_stop(b->loop, &c->idle);
+	if (c->failing && ev_is_active(&c->closer)) {
+		ev_timer_stop(b->loop, &c->closer);
+		conn_unref(c);	/* the closer's reference; ours remains */
+	}
 	close(c->fd);
 	c->fd = -1;
 	if (c->prev)
@@ -308,10 +313,40 @@ static void conn_close(struct conn *c, const char *why)
 	conn_unref(c);
 }
 
+static void on_closer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = CONTAINER(w, struct conn, closer);
+	(void)loop;
+	(void)revents;
+	conn_close(c, c->fail_why);
+	conn_unref(c);
+}
+
+/*
+ * Close c, but not now. Replies are written from inside loops over the
+ * broker's lists (parked fetches, pending produces, group members), and
+ * closing a connection removes its entries from those very lists; so a
+ * failure found while replying only stops the connection's I/O here and
+ * leaves the close to a callback of its own.
+ */
+static void conn_fail(struct conn *c, const char *why)
+{
+	if (c->dead || c->failing)
+		return;
+	c->failing = true;
+	snprintf(c->fail_why, sizeof c->fail_why, "%s", why);
+	ev_io_stop(c->b->loop, &c->rd);
+	ev_io_stop(c->b->loop, &c->wr);
+	conn_ref(c);
+	ev_timer_init(&c->closer, on_closer, 0., 0.);
+	ev_timer_start(c->b->loop, &c->closer);
+}
+
 static void conn_update_reading(struct conn *c)
 {
 	struct broker *b = c->b;
-	bool want = !c->dead && !c->close_after_write && !b->stopping &&
+	bool want = !c->dead && !c->failing && !c->close_after_write &&
+		    !b->stopping &&
 		    c->out_bytes < b->o.out_limit &&
 		    c->deferred < MAX_DEFERRED;
 
@@ -332,8 +367,8 @@ static void process_input(struct conn *c)
 	struct broker *b = c->b;
 	size_t pos = 0;
 
-	while (!c->dead && !c->paused && !c->close_after_write &&
-	       c->in_len - pos >= 4) {
+	while (!c->dead && !c->failing && !c->paused &&
+	       !c->close_after_write && c->in_len - pos >= 4) {
 		const uint8_t *p = c->in + pos;
 		size_t have = c->in_len - pos;
 		uint32_t len = mq_get32(p);
@@ -389,7 +424,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 		conn_unref(c);
 		return;
 	}
-	for (int rounds = 0; rounds < 16 && !c->dead && !c->paused; rounds++) {
+	for (int rounds = 0; rounds < 16 && !c->dead && !c->failing &&
+			     !c->paused; rounds++) {
 		size_t want = READ_CHUNK;
 		ssize_t n;
 
