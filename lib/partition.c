@@ -84,7 +84,11 @@ struct mq_partition {
 	mq_recovery_info rinfo;
 	uint8_t *buf;            /* batch buffer for verification */
 	size_t bufcap;
+	uint8_t *win;            /* read-ahead window for header walks */
+	size_t wincap;
 };
+
+#define READ_WINDOW 65536
 
 /* ---- small helpers ---- */
 
@@ -782,6 +786,7 @@ static void part_free(mq_partition *p)
 		close(p->dirfd);
 	free(p->pend);
 	free(p->buf);
+	free(p->win);
 	free(p->dir);
 	free(p);
 }
@@ -992,6 +997,7 @@ int mq_part_append(mq_partition *p, uint8_t *batch, size_t len,
 	}
 	s->size = pos + len;
 	s->end = last + 1;
+	mq_seg_note_valid(s, pos, pos + len);	/* validated above */
 	if (h.max_timestamp > s->max_ts)
 		s->max_ts = h.max_timestamp;
 	p->end = last + 1;
@@ -1007,6 +1013,8 @@ undo:
 	if (ftruncate(s->fd, (off_t)pos) < 0) {
 		/* Recovery at the next open cuts the partial batch. */
 	}
+	if (s->vhi > pos)
+		s->vhi = s->vlo < pos ? pos : s->vlo;
 	mq_index_truncate(&s->ix, nidx, NULL);
 	return set_failed(p, &e, err);
 }
@@ -1187,6 +1195,54 @@ int mq_part_flush(mq_partition *p, mq_err *err)
 
 /* ---- reading ---- */
 
+/*
+ * Make sure bytes [pos, pos + len) of s are whole, valid batches before
+ * they are served: a range this process has not checked yet (data that
+ * lay before the recovery point when the partition was opened, trusted
+ * because it was flushed) is read and validated once. A batch damaged on
+ * disk is then reported as corrupt rather than handed to a reader.
+ */
+static int check_range(mq_partition *p, mq_segment *s, uint64_t pos,
+		       mq_read_range *r, mq_err *err)
+{
+	size_t at = 0, len = r->len;
+	ssize_t got;
+
+	if (pos >= s->vlo && pos + len <= s->vhi)
+		return 0;
+	if (mq_buf_reserve(&p->buf, &p->bufcap, len, err) < 0)
+		return -1;
+	got = mq_pread_full(s->fd, p->buf, len, (off_t)pos);
+	if (got < 0)
+		return mq_errsys(err, MQ_E_IO, errno, "read %s segment %lld",
+				 p->dir, (long long)s->base);
+	if ((size_t)got != len)
+		return mq_errf(err, MQ_E_CORRUPT, "%s segment %lld shrank",
+			       p->dir, (long long)s->base);
+	while (at < len) {
+		mq_batch_hdr h;
+		mq_err verr;
+		if (mq_batch_parse_header(p->buf + at, len - at, &h, &verr) < 0 ||
+		    mq_batch_size(&h) > len - at ||
+		    mq_batch_validate(p->buf + at, mq_batch_size(&h), NULL,
+				      &verr) < 0) {
+			if (at > 0)
+				break;	/* serve what comes before it */
+			return mq_errf(err, MQ_E_CORRUPT,
+				       "%s segment %lld: the batch at byte %llu "
+				       "(offset %lld) is damaged: %.80s", p->dir,
+				       (long long)s->base,
+				       (unsigned long long)(pos + at),
+				       (long long)r->first_offset, verr.msg);
+		}
+		at += mq_batch_size(&h);
+		r->next_offset = mq_batch_last_offset(&h) + 1;
+	}
+	r->len = at;
+	mq_seg_note_valid(s, pos, pos + at);
+	return 0;
+}
+
 int mq_part_read(mq_partition *p, int64_t offset, size_t max_bytes,
 		 int64_t limit_offset, mq_read_range *r, mq_err *err)
 {
@@ -1195,7 +1251,7 @@ int mq_part_read(mq_partition *p, int64_t offset, size_t max_bytes,
 	uint64_t pos;
 	int64_t next = offset;
 	size_t total = 0;
-	char why[128] = "";
+	mq_err perr = { 0 };
 	int i, rc;
 
 	memset(r, 0, sizeof *r);
@@ -1220,6 +1276,10 @@ int mq_part_read(mq_partition *p, int64_t offset, size_t max_bytes,
 	r->fd = s->fd;
 	r->pos = (off_t)pos;
 	r->first_offset = h.base_offset;
+	/* Walk the batch headers through a window of the file, so that a
+	 * range of many small batches costs a few reads, not one each. */
+	uint64_t wpos = pos;
+	size_t wlen = 0;
 	for (;;) {
 		size_t size = mq_batch_size(&h);
 
@@ -1232,18 +1292,35 @@ int mq_part_read(mq_partition *p, int64_t offset, size_t max_bytes,
 		if (pos + size >= s->size)
 			break;
 		pos += size;
-		rc = mq_seg_read_header(s, pos, s->size, &h, why, sizeof why,
-					err);
-		if (rc == -1)
-			return -1;
-		if (rc != 1 || h.base_offset != next)
+		if (pos + MQ_BATCH_HEADER_SIZE > wpos + wlen) {
+			ssize_t got;
+			size_t want = READ_WINDOW;
+			if (want > s->size - pos)
+				want = (size_t)(s->size - pos);
+			if (mq_buf_reserve(&p->win, &p->wincap, READ_WINDOW,
+					   err) < 0)
+				return -1;
+			got = mq_pread_full(s->fd, p->win, want, (off_t)pos);
+			if (got < 0)
+				return mq_errsys(err, MQ_E_IO, errno,
+						 "read %s segment %lld", p->dir,
+						 (long long)s->base);
+			wpos = pos;
+			wlen = (size_t)got;
+		}
+		rc = mq_batch_parse_header(p->win + (pos - wpos),
+					   wlen - (size_t)(pos - wpos), &h, &perr);
+		if (rc < 0 || h.base_offset != next ||
+		    mq_batch_size(&h) > s->size - pos)
 			return mq_errf(err, MQ_E_CORRUPT, "%s segment %lld at "
 				       "%llu: %s", p->dir, (long long)s->base,
 				       (unsigned long long)pos,
-				       why[0] ? why : "batches out of order");
+				       rc < 0 ? perr.msg : "batches out of order");
 	}
 	r->len = total;
 	r->next_offset = total ? next : offset;
+	if (total && check_range(p, s, (uint64_t)r->pos, r, err) < 0)
+		return -1;
 	return 0;
 }
 

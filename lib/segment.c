@@ -156,10 +156,29 @@ static int entry_due(const mq_segment *s, uint64_t pos, uint32_t interval,
 	return 0;
 }
 
+void mq_seg_note_valid(mq_segment *s, uint64_t from, uint64_t to)
+{
+	if (to <= from)
+		return;
+	if (s->vhi <= s->vlo) {
+		s->vlo = from;
+		s->vhi = to;
+	} else if (from <= s->vhi && to >= s->vlo) {
+		if (from < s->vlo)
+			s->vlo = from;
+		if (to > s->vhi)
+			s->vhi = to;
+	} else if (to - from > s->vhi - s->vlo) {
+		/* One interval is kept: the larger. */
+		s->vlo = from;
+		s->vhi = to;
+	}
+}
+
 int mq_seg_scan(mq_segment *s, mq_scan *sc, uint8_t **buf, size_t *cap,
 		mq_err *err)
 {
-	uint64_t pos = s->size;
+	uint64_t pos = s->size, first = s->size;
 	int64_t off = s->end;
 	mq_batch_hdr h;
 	mq_err verr;
@@ -232,6 +251,8 @@ int mq_seg_scan(mq_segment *s, mq_scan *sc, uint8_t **buf, size_t *cap,
 		s->size = pos;
 		s->end = off;
 		sc->batches++;
+		if (sc->verify)
+			mq_seg_note_valid(s, first, pos);
 	}
 	return 0;
 }

@@ -112,7 +112,15 @@ typedef struct mq_segment {
 	mq_index ix;
 	int64_t max_ts;         /* newest timestamp in [0, size); -1 if none */
 	bool max_ts_known;
+	/* Bytes [vlo, vhi) are batches this process has checked in full
+	 * (appended, or verified by a scan or a read); the rest of the
+	 * file (e.g. what lay before the recovery point at open) is
+	 * trusted but unchecked until it is first read. */
+	uint64_t vlo, vhi;
 } mq_segment;
+
+/* Note that bytes [from, to) of s hold fully checked batches. */
+void mq_seg_note_valid(mq_segment *s, uint64_t from, uint64_t to);
 
 /* How a scan ends. */
 enum mq_scan_stop {

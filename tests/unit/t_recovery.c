@@ -456,9 +456,13 @@ TEST(flushed_batch_is_never_cut)
 	CHECK_EQ_INT(err.code, MQ_E_CORRUPT);
 	CHECK_EQ_INT(n, 1 + 2 + 3);
 	mq_part_reader_close(rd);
-	/* Fetch ranges are served as they are (the consumer checks CRCs). */
-	CHECK_EQ_INT(mq_part_read(p, 7, 1, im.end5, &rr, &err), 0);
-	CHECK_EQ_INT(rr.first_offset, 6);
+	/* A fetch range is checked before it is served: the damaged batch
+	 * is refused, and a range that reaches it stops just before it. */
+	CHECK_EQ_INT(mq_part_read(p, 7, 1, im.end5, &rr, &err), -1);
+	CHECK_EQ_INT(err.code, MQ_E_CORRUPT);
+	CHECK_EQ_INT(mq_part_read(p, 0, 1 << 20, im.end5, &rr, &err), 0);
+	CHECK_EQ_INT(rr.first_offset, 0);
+	CHECK_EQ_INT(rr.next_offset, 6);
 	CHECK_EQ_INT(pclose_(p), 0);
 
 	/* After a clean close everything is flushed: even the last batch is
