@@ -1196,36 +1196,73 @@ int mq_part_flush(mq_partition *p, mq_err *err)
 /* ---- reading ---- */
 
 /*
- * Make sure bytes [pos, pos + len) of s are whole, valid batches before
- * they are served: a range this process has not checked yet (data that
- * lay before the recovery point when the partition was opened, trusted
- * because it was flushed) is read and validated once. A batch damaged on
- * disk is then reported as corrupt rather than handed to a reader.
+ * Serve a range from bytes this process has not checked yet (data that lay
+ * before the recovery point when the partition was opened: trusted
+ * because it was flushed, so never cut, but never read either). The
+ * candidate bytes are read once; their batch headers are walked and each
+ * batch's CRC checked in memory, so a batch damaged on disk is never
+ * handed to a reader: the range stops before it, and MQ_E_CORRUPT is
+ * returned if it comes first. The CRC covers every byte after it, and the
+ * writer checked the record structure before appending, so a matching CRC
+ * means the bytes are those it checked.
  */
-static int check_range(mq_partition *p, mq_segment *s, uint64_t pos,
-		       mq_read_range *r, mq_err *err)
+static int read_unchecked(mq_partition *p, mq_segment *s, uint64_t pos,
+			  size_t max_bytes, int64_t limit_offset,
+			  mq_read_range *r, mq_err *err)
 {
-	size_t at = 0, len = r->len;
+	uint64_t left = s->size - pos;
+	size_t want = max_bytes, at = 0, len;
+	mq_batch_hdr h;
 	ssize_t got;
 
-	if (pos >= s->vlo && pos + len <= s->vhi)
-		return 0;
-	if (mq_buf_reserve(&p->buf, &p->bufcap, len, err) < 0)
-		return -1;
-	got = mq_pread_full(s->fd, p->buf, len, (off_t)pos);
-	if (got < 0)
-		return mq_errsys(err, MQ_E_IO, errno, "read %s segment %lld",
-				 p->dir, (long long)s->base);
-	if ((size_t)got != len)
-		return mq_errf(err, MQ_E_CORRUPT, "%s segment %lld shrank",
-			       p->dir, (long long)s->base);
+	if (want < MQ_BATCH_HEADER_SIZE)
+		want = MQ_BATCH_HEADER_SIZE;
+	if (want > left)
+		want = (size_t)left;
+	for (;;) {
+		if (mq_buf_reserve(&p->buf, &p->bufcap, want, err) < 0)
+			return -1;
+		got = mq_pread_full(s->fd, p->buf, want, (off_t)pos);
+		if (got < 0)
+			return mq_errsys(err, MQ_E_IO, errno, "read %s segment "
+					 "%lld", p->dir, (long long)s->base);
+		len = (size_t)got;
+		/* A first batch larger than max_bytes is served whole. */
+		if (len >= MQ_BATCH_HEADER_SIZE &&
+		    mq_batch_parse_header(p->buf, len, &h, NULL) == 0 &&
+		    mq_batch_size(&h) > len && mq_batch_size(&h) <= left &&
+		    want < mq_batch_size(&h)) {
+			want = mq_batch_size(&h);
+			continue;
+		}
+		break;
+	}
 	while (at < len) {
-		mq_batch_hdr h;
-		mq_err verr;
-		if (mq_batch_parse_header(p->buf + at, len - at, &h, &verr) < 0 ||
-		    mq_batch_size(&h) > len - at ||
-		    mq_batch_validate(p->buf + at, mq_batch_size(&h), NULL,
-				      &verr) < 0) {
+		mq_err verr = { 0 };
+		const uint8_t *b = p->buf + at;
+		int64_t expect = at ? r->next_offset : r->first_offset;
+
+		if (len - at < MQ_BATCH_HEADER_SIZE) {
+			if (at > 0)
+				break;	/* the next header did not fit */
+			mq_errf(&verr, MQ_E_CORRUPT, "truncated batch header");
+		} else if (mq_batch_parse_header(b, len - at, &h, &verr) < 0) {
+			/* verr says why */
+		} else if (mq_batch_size(&h) > len - at) {
+			if (at > 0)
+				break;	/* the next batch did not fit */
+			mq_errf(&verr, MQ_E_CORRUPT,
+				"batch runs past the end of the segment");
+		} else if (h.base_offset != expect) {
+			mq_errf(&verr, MQ_E_CORRUPT, "batch has base offset "
+				"%lld, expected %lld", (long long)h.base_offset,
+				(long long)expect);
+		} else if (mq_batch_last_offset(&h) >= limit_offset) {
+			break;
+		} else if (mq_crc32c(0, b + 21, mq_batch_size(&h) - 21) != h.crc) {
+			mq_errf(&verr, MQ_E_CORRUPT, "CRC mismatch");
+		}
+		if (verr.code) {
 			if (at > 0)
 				break;	/* serve what comes before it */
 			return mq_errf(err, MQ_E_CORRUPT,
@@ -1235,10 +1272,13 @@ static int check_range(mq_partition *p, mq_segment *s, uint64_t pos,
 				       (unsigned long long)(pos + at),
 				       (long long)r->first_offset, verr.msg);
 		}
+		if (at > 0 && at + mq_batch_size(&h) > max_bytes)
+			break;
 		at += mq_batch_size(&h);
 		r->next_offset = mq_batch_last_offset(&h) + 1;
 	}
 	r->len = at;
+	r->data = at ? p->buf : NULL;
 	mq_seg_note_valid(s, pos, pos + at);
 	return 0;
 }
@@ -1276,8 +1316,17 @@ int mq_part_read(mq_partition *p, int64_t offset, size_t max_bytes,
 	r->fd = s->fd;
 	r->pos = (off_t)pos;
 	r->first_offset = h.base_offset;
-	/* Walk the batch headers through a window of the file, so that a
-	 * range of many small batches costs a few reads, not one each. */
+	if (pos < s->vlo || pos >= s->vhi) {
+		r->next_offset = h.base_offset;
+		if (mq_batch_last_offset(&h) >= limit_offset)
+			return 0;
+		return read_unchecked(p, s, pos, max_bytes, limit_offset, r,
+				      err);
+	}
+	/* Checked bytes: walk the batch headers through a window of the
+	 * file, so that a range of many small batches costs a few reads, not
+	 * one each, and leave the data to sendfile(2). Stop where the checked
+	 * interval ends. */
 	uint64_t wpos = pos;
 	size_t wlen = 0;
 	for (;;) {
@@ -1289,7 +1338,7 @@ int mq_part_read(mq_partition *p, int64_t offset, size_t max_bytes,
 			break;
 		total += size;
 		next = mq_batch_last_offset(&h) + 1;
-		if (pos + size >= s->size)
+		if (pos + size >= s->size || pos + size >= s->vhi)
 			break;
 		pos += size;
 		if (pos + MQ_BATCH_HEADER_SIZE > wpos + wlen) {
@@ -1319,8 +1368,6 @@ int mq_part_read(mq_partition *p, int64_t offset, size_t max_bytes,
 	}
 	r->len = total;
 	r->next_offset = total ? next : offset;
-	if (total && check_range(p, s, (uint64_t)r->pos, r, err) < 0)
-		return -1;
 	return 0;
 }
 

@@ -121,6 +121,10 @@ int mq_part_flush_end(mq_partition *p, mq_flush_req *req, mq_err *err);
  * see only durable data). Fills r with the segment's descriptor (valid
  * until the next call that may roll or delete segments), the file position
  * and length. len == 0 when offset == limit (nothing yet).
+ * Bytes this process has not checked before (data that was already on
+ * disk at open) are read and their CRCs checked first: the range stops
+ * before the first damaged batch, and MQ_E_CORRUPT is returned if that is
+ * the first one.
  * MQ_E_OFFSET_RANGE if offset < start or offset > end.
  */
 typedef struct mq_read_range {
@@ -129,6 +133,9 @@ typedef struct mq_read_range {
 	size_t len;
 	int64_t first_offset;  /* base offset of the first batch */
 	int64_t next_offset;   /* offset after the last record in range */
+	const uint8_t *data;   /* the range's bytes when they had to be read
+				  (to check them), else NULL; valid until
+				  the next call on the partition */
 } mq_read_range;
 int mq_part_read(mq_partition *p, int64_t offset, size_t max_bytes,
 		 int64_t limit_offset, mq_read_range *r, mq_err *err);
