@@ -266,6 +266,14 @@ static void h_produce(struct conn *c, const mq_frame *f, mq_rbuf *r)
 	if (mq_batch_validate(batch, (size_t)blen, &h, &err) < 0 ||
 	    check_records(b, batch, (size_t)blen, &err) < 0)
 		goto fail;
+	if (h.producer_id == 0 || h.producer_id >= b->pid_limit ||
+	    h.producer_id < -1) {
+		/* Deduplication is only sound for ids handed out here. */
+		mq_errf(&err, MQ_E_PRODUCER, "producer id %lld was never handed "
+			"out by this data directory; ask for one first",
+			(long long)h.producer_id);
+		goto fail;
+	}
 	if (mq_part_failed(bp->p)) {
 		mq_errf(&err, MQ_E_READ_ONLY, "%s/%d no longer accepts writes: %s",
 			name, part, mq_part_failed(bp->p)->msg);
