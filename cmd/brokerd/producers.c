@@ -8,9 +8,10 @@
  * with its original offsets instead of being written twice, and a gap in
  * the numbering is refused.
  *
- * Ids come from DIR/producer-ids, which holds the first id of the next
- * block; a block is reserved durably before any id in it is handed out,
- * so ids are never reused across restarts.
+ * Ids come from DIR/producer-ids (lib/producer_ids.c, shared with direct
+ * writers), which holds the first id of the next block; a block is
+ * reserved durably before any id in it is handed out, so ids are never
+ * reused across restarts.
  *
  * After a restart the state is rebuilt from the batches in the last
  * REBUILD_RECORDS offsets of each partition, so a retry that arrives after
@@ -18,6 +19,7 @@
  */
 #include "broker.h"
 #include "io.h"
+#include "producer_ids.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -31,36 +33,17 @@
 
 static int reserve_block(struct broker *b, mq_err *err)
 {
-	char path[PATH_MAX], buf[64];
-	int len;
+	int64_t first;
 
-	snprintf(path, sizeof path, "%s/producer-ids", b->o.dir);
-	len = snprintf(buf, sizeof buf, "mq-producer-ids 1\nnext %" PRId64 "\n",
-		       b->next_pid + PID_BLOCK);
-	if (mq_write_file_atomic(path, buf, (size_t)len, err) < 0)
+	if (mq_producer_ids_reserve(b->o.dir, PID_BLOCK, &first, err) < 0)
 		return -1;
-	b->pid_limit = b->next_pid + PID_BLOCK;
+	b->next_pid = first;
+	b->pid_limit = first + PID_BLOCK;
 	return 0;
 }
 
 int producers_init(struct broker *b, mq_err *err)
 {
-	char path[PATH_MAX], *text;
-	long long next = 1;
-
-	snprintf(path, sizeof path, "%s/producer-ids", b->o.dir);
-	if (mq_read_file(path, 4096, &text, NULL, err) == 0) {
-		if (sscanf(text, "mq-producer-ids 1\nnext %lld", &next) != 1 ||
-		    next < 1) {
-			free(text);
-			return mq_errf(err, MQ_E_CORRUPT,
-				       "%s: not a producer id file", path);
-		}
-		free(text);
-	} else if (err->sys_errno != ENOENT) {
-		return -1;
-	}
-	b->next_pid = next;
 	return reserve_block(b, err);
 }
 
