@@ -15,11 +15,14 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int harness_n, harness_failed_total, harness_cur_failed;
@@ -86,6 +89,32 @@ __attribute__((unused)) static void harness_run(const char *name, void (*fn)(voi
 	printf("%s %d - %s\n", harness_cur_failed ? "not ok" : "ok",
 	       harness_n, name);
 	fflush(stdout);
+}
+
+__attribute__((unused)) static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Wait up to ms for child pid to exit: its wait status, 0 if it is not
+ * our child (already reaped), or -1 if it is still running. A test that
+ * stops a process waits with this, never without a bound, so a process
+ * that ignores its signal fails the test instead of hanging the suite. */
+__attribute__((unused)) static int wait_exit(pid_t pid, int ms)
+{
+	int st;
+
+	for (int i = 0; i <= ms / 5; i++) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return st;
+		if (r < 0)
+			return 0;
+		sleep_ms(5);
+	}
+	return -1;
 }
 
 #define RUN(name) harness_run(#name, name)

@@ -51,13 +51,6 @@
 static char broker_bin[4096];
 static bool have_broker;
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* A small deterministic generator (xorshift64*), so a failing run can be
  * repeated from the seed it prints. */
 static uint64_t rng_state = 88172645463325252ull;
@@ -296,23 +289,6 @@ static int broker_start(struct broker *b)
 	}
 	FAIL("broker did not answer at %s within 15 s: %s", b->addr, err.msg);
 	return -1;
-}
-
-/* Wait up to ms for pid; its wait status, or -1 if it is still running. */
-static int wait_exit(pid_t pid, int ms)
-{
-	int st;
-
-	for (int64_t end = mq_mono_ms() + ms;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid)
-			return st;
-		if (r < 0)
-			return 0;
-		if (mq_mono_ms() >= end)
-			return -1;
-		sleep_ms(5);
-	}
 }
 
 static void broker_kill9(struct broker *b)

@@ -39,13 +39,6 @@
 		return; \
 	} } while (0)
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* A TCP port on 127.0.0.1 that nothing listens on (bound, then freed). */
 static int free_port(void)
 {
@@ -927,21 +920,6 @@ static void broker_dump_log(const struct broker *b)
 	while (fgets(line, sizeof line, f))
 		fprintf(stderr, "broker: %s", line);
 	fclose(f);
-}
-
-/* Wait up to ms for pid to exit; its status, or -1 if still running. */
-static int wait_exit(pid_t pid, int ms)
-{
-	int st;
-	for (int i = 0; i <= ms / 10; i++) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid)
-			return st;
-		if (r < 0)
-			return 0;
-		sleep_ms(10);
-	}
-	return -1;
 }
 
 /* Start mq-brokerd listening on a unix socket in the test's directory
