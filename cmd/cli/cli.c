@@ -194,13 +194,12 @@ int cli_exit_code(const mq_err *err)
 	}
 }
 
-mq_ep *cli_open_endpoint(const char *broker_opt, const char *dir_opt,
-			 const mq_ep_opts *o)
+mq_ep *cli_try_open_endpoint(const char *broker_opt, const char *dir_opt,
+			     const mq_ep_opts *o, mq_err *err)
 {
 	mq_ep_opts opts = o ? *o : (mq_ep_opts){ 0 };
 	const char *eb = getenv("MQ_BROKER"), *ed = getenv("MQ_DIR");
 	char name[256];
-	mq_err err;
 	mq_ep *ep;
 
 	if (broker_opt && dir_opt)
@@ -224,10 +223,21 @@ mq_ep *cli_open_endpoint(const char *broker_opt, const char *dir_opt,
 			 (long)getpid());
 		opts.client_name = name;
 	}
-	if (mq_ep_open(&opts, &ep, &err) < 0) {
-		if (err.code == MQ_E_INVAL && opts.broker)
-			cli_usage_error("%s", err.msg);
-		cli_die(cli_exit_code(&err), "%s", err.msg);
+	if (mq_ep_open(&opts, &ep, err) < 0) {
+		if (err->code == MQ_E_INVAL && opts.broker)
+			cli_usage_error("%s", err->msg);
+		return NULL;
 	}
+	return ep;
+}
+
+mq_ep *cli_open_endpoint(const char *broker_opt, const char *dir_opt,
+			 const mq_ep_opts *o)
+{
+	mq_err err;
+	mq_ep *ep = cli_try_open_endpoint(broker_opt, dir_opt, o, &err);
+
+	if (!ep)
+		cli_die(cli_exit_code(&err), "%s", err.msg);
 	return ep;
 }

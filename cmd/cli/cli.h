@@ -65,5 +65,9 @@ int cli_exit_code(const mq_err *err);
  */
 mq_ep *cli_open_endpoint(const char *broker_opt, const char *dir_opt,
 			 const mq_ep_opts *o);
+/* The same, but a failure to open returns NULL with err filled instead
+ * of exiting (a malformed address or -b with -d still exit 64). */
+mq_ep *cli_try_open_endpoint(const char *broker_opt, const char *dir_opt,
+			     const mq_ep_opts *o, mq_err *err);
 
 #endif
