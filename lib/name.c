@@ -129,31 +129,52 @@ int mq_name_check(const char *name, mq_err *err)
 	return mq_name_check_n(name, name ? strlen(name) : 0, err);
 }
 
-static bool has_dlq_prefix(const char *name, size_t len)
-{
-	size_t plen = sizeof MQ_DLQ_PREFIX - 1;
+/* Internal topic names: a prefix, then a group name. */
+static const struct internal {
+	const char *prefix;
+	const char *kind;     /* "dead-letter topic" */
+	const char *owners;   /* who the prefix is reserved for */
+} internals[] = {
+	{ MQ_DLQ_PREFIX, "dead-letter topic", "dead-letter queues" },
+	{ MQ_RPL_PREFIX, "replay-log topic", "replay logs" },
+};
 
-	return name && len >= plen && memcmp(name, MQ_DLQ_PREFIX, plen) == 0;
+_Static_assert(sizeof MQ_RPL_PREFIX == sizeof MQ_DLQ_PREFIX,
+	       "MQ_TOPIC_MAX assumes internal prefixes of one length");
+
+/* The kind of internal name name[0..len) is, or NULL for other names. */
+static const struct internal *internal_kind(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof internals / sizeof *internals; i++) {
+		size_t plen = strlen(internals[i].prefix);
+
+		if (name && len >= plen &&
+		    memcmp(name, internals[i].prefix, plen) == 0)
+			return &internals[i];
+	}
+	return NULL;
 }
 
 int mq_topic_check_n(const char *name, size_t len, bool internal_ok,
 		     mq_err *err)
 {
-	size_t plen = sizeof MQ_DLQ_PREFIX - 1;
+	const struct internal *in;
 	char q[QUOTE_ROOM];
 
 	if (!name)
 		len = 0;
-	if (has_dlq_prefix(name, len)) {
+	if ((in = internal_kind(name, len))) {
+		size_t plen = strlen(in->prefix);
+
 		if (!internal_ok) {
 			quote(q, sizeof q, name, len);
 			return mq_errf(err, MQ_E_NAME,
 				       "invalid topic name %s: names starting "
-				       "with \"%s\" are reserved for "
-				       "dead-letter queues", q, MQ_DLQ_PREFIX);
+				       "with \"%s\" are reserved for %s", q,
+				       in->prefix, in->owners);
 		}
-		return check("dead-letter topic", "group part ", name + plen,
-			     len - plen, name, len, err);
+		return check(in->kind, "group part ", name + plen, len - plen,
+			     name, len, err);
 	}
 	return check("topic name", "", name, len, name, len, err);
 }
@@ -166,20 +187,35 @@ int mq_topic_check(const char *name, bool internal_ok, mq_err *err)
 
 bool mq_topic_is_internal(const char *name)
 {
-	return name && has_dlq_prefix(name, strlen(name));
+	return name && internal_kind(name, strlen(name));
 }
 
-int mq_dlq_topic(const char *group, char *buf, size_t size, mq_err *err)
+/* prefix followed by group, into buf; kind names it in messages. */
+static int internal_topic(const char *prefix, const char *kind,
+			  const char *group, char *buf, size_t size,
+			  mq_err *err)
 {
 	size_t len = group ? strlen(group) : 0;
 	int n;
 
 	if (check("group name", "", group, len, group, len, err) < 0)
 		return -1;
-	n = snprintf(buf, size, "%s%s", MQ_DLQ_PREFIX, group);
+	n = snprintf(buf, size, "%s%s", prefix, group);
 	if (n < 0 || (size_t)n >= size)
 		return mq_errf(err, MQ_E_INVAL,
 			       "buffer of %zu bytes too small for a "
-			       "dead-letter topic name", size);
+			       "%s topic name", size, kind);
 	return 0;
+}
+
+int mq_dlq_topic(const char *group, char *buf, size_t size, mq_err *err)
+{
+	return internal_topic(MQ_DLQ_PREFIX, "dead-letter", group, buf, size,
+			      err);
+}
+
+int mq_rpl_topic(const char *group, char *buf, size_t size, mq_err *err)
+{
+	return internal_topic(MQ_RPL_PREFIX, "replay-log", group, buf, size,
+			      err);
 }

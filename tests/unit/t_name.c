@@ -125,6 +125,16 @@ TEST(dlq_topics)
 
 	CHECK(mq_topic_is_internal("%DLQ%g"));
 	CHECK(!mq_topic_is_internal("g"));
+	/* The replay log of a group follows the same rules. */
+	CHECK_EQ_INT(mq_topic_check("%RPL%g", true, NULL), 0);
+	CHECK_EQ_INT(mq_topic_check("%RPL%g", false, NULL), -1);
+	CHECK_EQ_INT(mq_topic_check("%RPL%../x", true, NULL), -1);
+	CHECK_EQ_INT(mq_topic_check("%RPL%", true, NULL), -1);
+	CHECK_EQ_INT(mq_name_check("%RPL%g", NULL), -1);
+	CHECK(mq_topic_is_internal("%RPL%g"));
+	CHECK_EQ_INT(mq_rpl_topic("workers", buf, sizeof buf, NULL), 0);
+	CHECK(strcmp(buf, "%RPL%workers") == 0);
+	CHECK_EQ_INT(mq_rpl_topic("a/b", buf, sizeof buf, NULL), -1);
 	CHECK(!mq_topic_is_internal("%DLQ"));
 	CHECK(!mq_topic_is_internal(NULL));
 
