@@ -13,13 +13,6 @@ teardown() {
 	mq_teardown
 }
 
-# crash PID: SIGKILL for a `setsid mq-recv` and everything it started
-# (its commands run in process groups of their own, in its session).
-crash() {
-	pkill -KILL -s "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
-
 send() {
 	local topic=$1
 	shift

@@ -20,6 +20,20 @@ mq_teardown() {
 	fi
 }
 
+# crash PID: SIGKILL for a `setsid mq-recv` and everything it started
+# (its commands run in process groups of their own, in its session).
+# pkill lists the session, then signals; a child forked in between
+# escapes one round and would go on holding what it inherited (the
+# group's lock files, until it execs), so repeat until none is left.
+crash() {
+	local i
+	for i in $(seq 1 100); do
+		pkill -KILL -s "$1" 2>/dev/null || break
+		sleep 0.01
+	done
+	wait "$1" 2>/dev/null || true
+}
+
 # wait_for CMD... : retry CMD for up to 10 s.
 wait_for() {
 	local i
