@@ -170,7 +170,9 @@ struct flusher {
 	int n, cap;
 	int64_t sync_us;               /* thread: duration of the last round */
 	/* loop: shaping the next round (see flusher.c) */
-	int last_acks;                 /* produces the last round answered */
+	int crowd;                     /* sync producers in circulation: the
+					* last round's answers plus those
+					* that waited through it */
 	int64_t round_end_us;          /* when it was answered */
 	ev_timer gather;               /* waiting for a round to fill */
 };

@@ -19,12 +19,16 @@
  * Shaping rounds: when a round's acknowledgements go out, the producers
  * that were waiting on it send again at about the same time, but not at
  * exactly the same time. Starting the next round on the first arrival
- * would leave the others for the round after, halving what each sync
- * buys. So if fewer produces wait than the last round answered, the next
- * round waits for them a little: at most a quarter of the last round's
- * sync time (and never more than GATHER_MAX_US), which costs a lone
- * producer nothing (one waits, one was answered) and lets a crowd share
- * one fdatasync.
+ * would leave the others for the round after. Worse, starting it as soon
+ * as the produces written during the last round are as many as it
+ * answered splits a crowd into two halves that take turns, each round
+ * carrying half of it, for good. So the next round waits for the whole
+ * crowd: the produces the last round answered plus those that waited
+ * through it. It starts once that many wait, or after at most the last
+ * round's sync time (never more than GATHER_MAX_US): a round that waits
+ * that long for the stragglers still costs less than leaving them a
+ * whole round behind. A lone producer is the whole crowd as soon as it
+ * sends again, so it waits for nobody; a crowd shares one fdatasync.
  *
  * With --flush async a produce is acknowledged once written, and a round
  * runs every --flush-interval ms.
@@ -312,7 +316,7 @@ static void on_flush_done(struct ev_loop *loop, ev_async *w, int revents)
 			bpart_wake(b, bp);
 	}
 	f->busy = false;
-	f->last_acks = before - b->npending;
+	f->crowd = before;
 	f->round_end_us = mono_us();
 	timeout_arm(b);
 	if (b->o.flush_sync)
@@ -328,11 +332,11 @@ void flusher_maybe_kick(struct broker *b)
 
 	if (f->busy || !b->dirty)
 		return;
-	window = f->sync_us / 4;
+	window = f->sync_us;
 	if (window > GATHER_MAX_US)
 		window = GATHER_MAX_US;
 	waited = mono_us() - f->round_end_us;
-	if (b->npending >= f->last_acks || waited >= window || b->stopping) {
+	if (b->npending >= f->crowd || waited >= window || b->stopping) {
 		ev_timer_stop(b->loop, &f->gather);
 		flusher_kick(b);
 		return;
