@@ -1325,8 +1325,9 @@ int mq_part_read(mq_partition *p, int64_t offset, size_t max_bytes,
 	}
 	/* Checked bytes: walk the batch headers through a window of the
 	 * file, so that a range of many small batches costs a few reads, not
-	 * one each, and leave the data to sendfile(2). Stop where the checked
-	 * interval ends. */
+	 * one each, and leave the data to sendfile(2). After a large batch,
+	 * read just the next header: a window would copy the data only to
+	 * skip it. Stop where the checked interval ends. */
 	uint64_t wpos = pos;
 	size_t wlen = 0;
 	for (;;) {
@@ -1343,7 +1344,8 @@ int mq_part_read(mq_partition *p, int64_t offset, size_t max_bytes,
 		pos += size;
 		if (pos + MQ_BATCH_HEADER_SIZE > wpos + wlen) {
 			ssize_t got;
-			size_t want = READ_WINDOW;
+			size_t want = size >= READ_WINDOW / 16 ?
+				      MQ_BATCH_HEADER_SIZE : READ_WINDOW;
 			if (want > s->size - pos)
 				want = (size_t)(s->size - pos);
 			if (mq_buf_reserve(&p->win, &p->wincap, READ_WINDOW,
