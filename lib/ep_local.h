@@ -13,6 +13,7 @@
 #include "ep_impl.h"
 #include "lgroup.h"
 #include "name.h"
+#include "pseq.h"
 #include "store.h"
 #include "watch.h"
 
@@ -23,7 +24,6 @@
 #define SESSION_MIN_MS 1000
 #define SESSION_MAX_MS 300000
 #define MAX_SUBSCRIBE 256
-#define PRODUCER_BATCHES 5
 
 #define IDLE_MS 100       /* a turn ends this long after the last write */
 #define TICK_MS 20        /* ... or this soon when another process waits */
@@ -49,17 +49,12 @@ struct parked {
 	uint64_t token;
 };
 
-/* Sequence state of one producer id on one partition (as the broker's). */
+/* Sequence state of one producer id on one partition (pseq.h). */
 struct pseq {
 	struct pseq *next;
 	int64_t pid;
 	int32_t partition;
-	int32_t last_seq;
-	int n, head;
-	struct {
-		int32_t first_seq;
-		int64_t base_offset, last_offset;
-	} b[PRODUCER_BATCHES];
+	mq_pseq seq;
 	char topic[];
 };
 

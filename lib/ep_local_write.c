@@ -242,54 +242,17 @@ static struct pseq *seq_find(struct limpl *l, int64_t pid, const char *topic,
 	return s;
 }
 
-enum { SEQ_NEW, SEQ_DUPLICATE, SEQ_GAP, SEQ_OLD };
-
-/* The broker's rule (cmd/brokerd/producers.c), for our own producers. */
-static int seq_check(struct limpl *l, const char *topic, int32_t partition,
-		     const mq_batch_hdr *h, int64_t end, int64_t *base)
-{
-	struct pseq *s;
-
-	if (h->producer_id < 0 || h->base_sequence < 0)
-		return SEQ_NEW;
-	s = seq_find(l, h->producer_id, topic, partition, false);
-	if (!s || s->n == 0)
-		return SEQ_NEW;
-	for (int i = 0; i < s->n; i++) {
-		int k = (s->head - 1 - i + PRODUCER_BATCHES) % PRODUCER_BATCHES;
-		if (s->b[k].first_seq == h->base_sequence &&
-		    s->b[k].last_offset < end) {
-			*base = s->b[k].base_offset;
-			return SEQ_DUPLICATE;
-		}
-	}
-	if (h->base_sequence == s->last_seq + 1 ||
-	    (s->last_seq == INT32_MAX && h->base_sequence == 0))
-		return SEQ_NEW;
-	if (h->base_sequence <= s->last_seq)
-		return SEQ_OLD;
-	return SEQ_GAP;
-}
-
 static void seq_record(struct limpl *l, const char *topic, int32_t partition,
 		       const mq_batch_hdr *h, int64_t base)
 {
 	struct pseq *s;
-	int k;
 
 	if (h->producer_id < 0 || h->base_sequence < 0)
 		return;
 	s = seq_find(l, h->producer_id, topic, partition, true);
 	if (!s)
 		return;     /* out of memory: dedup degrades, data is fine */
-	k = s->head;
-	s->b[k].first_seq = h->base_sequence;
-	s->b[k].base_offset = base;
-	s->b[k].last_offset = base + h->last_offset_delta;
-	s->head = (k + 1) % PRODUCER_BATCHES;
-	if (s->n < PRODUCER_BATCHES)
-		s->n++;
-	s->last_seq = h->base_sequence + h->last_offset_delta;
+	mq_pseq_record(&s->seq, h, base);
 }
 
 /*
@@ -306,7 +269,9 @@ static int produce(mq_ep *ep, const char *topic, int32_t partition,
 	mq_partition *p;
 	mq_batch_hdr h;
 	mq_err e = { 0 };
-	int64_t base;
+	int64_t base, last;
+	struct pseq *s;
+	enum mq_seq_verdict v;
 	int n;
 
 	*dup = false;
@@ -339,23 +304,19 @@ static int produce(mq_ep *ep, const char *topic, int32_t partition,
 			topic, partition, mq_part_failed(p)->msg);
 		goto fail;
 	}
-	switch (seq_check(l, topic, partition, &h, mq_part_end(p), &base)) {
-	case SEQ_DUPLICATE:
+	s = h.producer_id >= 0 ?
+	    seq_find(l, h.producer_id, topic, partition, false) : NULL;
+	switch ((v = mq_pseq_check(s ? &s->seq : NULL, &h, mq_part_end(p),
+				   &base, &last))) {
+	case MQ_SEQ_DUPLICATE:
 		*dup = true;
 		goto ok;
-	case SEQ_GAP:
-		mq_errf(&e, MQ_E_SEQUENCE,
-			"producer %lld sent sequence %d on %s/%d; expected the "
-			"next after the last appended", (long long)h.producer_id,
-			h.base_sequence, topic, partition);
+	case MQ_SEQ_GAP:
+	case MQ_SEQ_OLD:
+		mq_pseq_refuse(v, &h, topic, partition, &e);
 		goto fail;
-	case SEQ_OLD:
-		mq_errf(&e, MQ_E_SEQUENCE,
-			"producer %lld: sequence %d on %s/%d was appended long "
-			"ago; its offsets are no longer known",
-			(long long)h.producer_id, h.base_sequence, topic,
-			partition);
-		goto fail;
+	case MQ_SEQ_NEW:
+		break;
 	}
 	if (mq_part_append(p, l->buf, len, &base, &e) < 0) {
 		/* The partition refuses writes now; the next turn opens it

@@ -16,6 +16,19 @@
  *   lock.c      the data directory lock
  *   offsets.c   durable committed offsets of a consumer group
  *   store.c     a data directory: topics, partitions, groups
+ *   producer_ids.c  durable blocks of idempotent producer ids
+ *   pseq.c      an idempotent producer's sequence: retry, new, gap, old
+ *   proto.c     wire protocol frames (spec: man/mq-protocol.7)
+ *   net.c       addresses (host:port, unix:/path), connect and listen
+ *   client.c    the broker client: requests, pipelining, replies by id
+ *   ep.c        an endpoint: one interface over a broker or a directory
+ *   ep_broker.c   ... over the broker client
+ *   ep_local.c    ... over a data directory with no broker: reading,
+ *                 long polls (ep_local_write.c: turns at the directory
+ *                 lock and appends; ep_local_group.c: groups)
+ *   wlock.c     a direct writer's turn at the directory lock
+ *   lgroup.c    consumer groups without a broker, kept by file locks
+ *   watch.c     inotify watches for readers waiting at the end of a log
  *
  * The library never prints and never exits: every function that can fail
  * returns a status and fills the caller's mq_err.

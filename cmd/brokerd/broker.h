@@ -29,6 +29,7 @@
 #include "batch.h"
 #include "partition.h"
 #include "proto.h"
+#include "pseq.h"
 #include "store.h"
 
 #define MAX_LISTEN 8
@@ -124,15 +125,9 @@ struct pending {
 };
 
 /* Idempotent producer state of one producer on one partition. */
-#define PRODUCER_BATCHES 5
 struct pstate {
 	int64_t pid;
-	int32_t last_seq;              /* last sequence appended */
-	int nbatches, head;
-	struct {
-		int32_t first_seq, last_seq;
-		int64_t base_offset, last_offset;
-	} batches[PRODUCER_BATCHES];   /* ring of the most recent */
+	mq_pseq seq;
 };
 
 struct bpart {
@@ -285,10 +280,10 @@ int producers_init(struct broker *b, mq_err *err);
 int producer_new_id(struct broker *b, int64_t *pid, mq_err *err);
 /* Rebuild the state of bp from the tail of its log. */
 void producers_rebuild(struct broker *b, struct bpart *bp);
-enum seq_verdict { SEQ_NEW, SEQ_DUPLICATE, SEQ_GAP, SEQ_OLD };
-/* Judge an incoming batch; for SEQ_DUPLICATE fills base/last offsets. */
-enum seq_verdict producer_check(struct bpart *bp, const mq_batch_hdr *h,
-				int64_t *base, int64_t *last);
+/* Judge an incoming batch (pseq.h); for MQ_SEQ_DUPLICATE fills the
+ * original base/last offsets. */
+enum mq_seq_verdict producer_check(struct bpart *bp, const mq_batch_hdr *h,
+				   int64_t *base, int64_t *last);
 void producer_record(struct bpart *bp, const mq_batch_hdr *h,
 		     int64_t base_offset);
 void producers_free(struct bpart *bp);

@@ -229,6 +229,7 @@ static void h_produce(struct conn *c, const mq_frame *f, mq_rbuf *r)
 	struct bpart *bp;
 	mq_batch_hdr h;
 	int64_t base, last;
+	enum mq_seq_verdict v;
 	bool dup = false;
 	uint8_t acks;
 	size_t fs;
@@ -279,8 +280,8 @@ static void h_produce(struct conn *c, const mq_frame *f, mq_rbuf *r)
 			name, part, mq_part_failed(bp->p)->msg);
 		goto fail;
 	}
-	switch (producer_check(bp, &h, &base, &last)) {
-	case SEQ_DUPLICATE:
+	switch ((v = producer_check(bp, &h, &base, &last))) {
+	case MQ_SEQ_DUPLICATE:
 		/* Already appended: answer with the original offsets, once
 		 * they are as durable as a fresh append would be. */
 		log_debug("duplicate batch from producer %lld on %s/%d",
@@ -293,19 +294,11 @@ static void h_produce(struct conn *c, const mq_frame *f, mq_rbuf *r)
 			return;
 		dup = true;
 		goto ok;
-	case SEQ_GAP:
-		mq_errf(&err, MQ_E_SEQUENCE,
-			"producer %lld sent sequence %d on %s/%d; expected the "
-			"next after the last appended", (long long)h.producer_id,
-			h.base_sequence, name, part);
+	case MQ_SEQ_GAP:
+	case MQ_SEQ_OLD:
+		mq_pseq_refuse(v, &h, name, part, &err);
 		goto fail;
-	case SEQ_OLD:
-		mq_errf(&err, MQ_E_SEQUENCE,
-			"producer %lld: sequence %d on %s/%d was appended long "
-			"ago; its offsets are no longer known",
-			(long long)h.producer_id, h.base_sequence, name, part);
-		goto fail;
-	case SEQ_NEW:
+	case MQ_SEQ_NEW:
 		break;
 	}
 	if (mq_part_append(bp->p, (uint8_t *)batch, (size_t)blen, &base,

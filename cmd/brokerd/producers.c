@@ -4,7 +4,7 @@
  * A producer asks for an id (INIT_PRODUCER) and numbers its batches per
  * partition (baseSequence, as Kafka does). For each partition the broker
  * remembers, per producer, the last sequence appended and the offsets of
- * its last PRODUCER_BATCHES batches, so that a retried batch is answered
+ * its last MQ_PSEQ_BATCHES batches, so that a retried batch is answered
  * with its original offsets instead of being written twice, and a gap in
  * the numbering is refused.
  *
@@ -96,52 +96,29 @@ static struct pstate *ps_find(struct bpart *bp, int64_t pid, bool add)
 	}
 }
 
-enum seq_verdict producer_check(struct bpart *bp, const mq_batch_hdr *h,
-				int64_t *base, int64_t *last)
+enum mq_seq_verdict producer_check(struct bpart *bp, const mq_batch_hdr *h,
+				   int64_t *base, int64_t *last)
 {
 	struct pstate *s;
 
 	if (h->producer_id < 0 || h->base_sequence < 0)
-		return SEQ_NEW;
+		return MQ_SEQ_NEW;
 	s = ps_find(bp, h->producer_id, false);
-	if (!s || s->nbatches == 0)
-		return SEQ_NEW;	/* first batch we know of: any number */
-	for (int i = 0; i < s->nbatches; i++) {
-		int k = (s->head - 1 - i + PRODUCER_BATCHES) % PRODUCER_BATCHES;
-		if (s->batches[k].first_seq == h->base_sequence) {
-			*base = s->batches[k].base_offset;
-			*last = s->batches[k].last_offset;
-			return SEQ_DUPLICATE;
-		}
-	}
-	if (h->base_sequence == s->last_seq + 1 ||
-	    (s->last_seq == INT32_MAX && h->base_sequence == 0))
-		return SEQ_NEW;
-	if (h->base_sequence <= s->last_seq)
-		return SEQ_OLD;
-	return SEQ_GAP;
+	return mq_pseq_check(s ? &s->seq : NULL, h, mq_part_end(bp->p), base,
+			     last);
 }
 
 void producer_record(struct bpart *bp, const mq_batch_hdr *h,
 		     int64_t base_offset)
 {
 	struct pstate *s;
-	int k;
 
 	if (h->producer_id < 0 || h->base_sequence < 0)
 		return;
 	s = ps_find(bp, h->producer_id, true);
 	if (!s)
 		return;	/* out of memory: dedup degrades, data is fine */
-	k = s->head;
-	s->batches[k].first_seq = h->base_sequence;
-	s->batches[k].last_seq = h->base_sequence + h->last_offset_delta;
-	s->batches[k].base_offset = base_offset;
-	s->batches[k].last_offset = base_offset + h->last_offset_delta;
-	s->head = (k + 1) % PRODUCER_BATCHES;
-	if (s->nbatches < PRODUCER_BATCHES)
-		s->nbatches++;
-	s->last_seq = s->batches[k].last_seq;
+	mq_pseq_record(&s->seq, h, base_offset);
 }
 
 void producers_rebuild(struct broker *b, struct bpart *bp)
