@@ -358,14 +358,11 @@ int lo_commit(mq_ep *ep, const char *group, const char *member_id,
 	if (ensure_dir(l->groups_dir, l->dir, err) < 0 ||
 	    mq_offsets_load(l->groups_dir, group, true, &o, err) < 0)
 		goto done;
-	for (size_t i = 0; i < n; i++) {
-		int64_t old = mq_offsets_get(o, e[i].topic, e[i].partition);
-		int64_t off = e[i].offset;
-		if (generation < 0 && !(flags & MQ_COMMIT_BACKWARD) && old > off)
-			off = old;
-		if (mq_offsets_set(o, e[i].topic, e[i].partition, off, err) < 0)
+	for (size_t i = 0; i < n; i++)
+		if (mq_offsets_commit(o, e[i].topic, e[i].partition,
+				      e[i].offset, generation < 0 &&
+				      !(flags & MQ_COMMIT_BACKWARD), err) < 0)
 			goto done;
-	}
 	if (mq_offsets_save(o, err) < 0)
 		goto done;
 	rc = 0;

@@ -2,6 +2,7 @@
 #include "io.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -158,5 +159,19 @@ int mq_read_file(const char *path, size_t max, char **out, size_t *outlen,
 	*out = buf;
 	if (outlen)
 		*outlen = (size_t)n;
+	return 0;
+}
+
+int mq_pathf(char *buf, size_t size, mq_err *err, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size)
+		return mq_errf(err, MQ_E_INVAL, "path too long: %.200s...",
+			       buf);
 	return 0;
 }

@@ -33,6 +33,11 @@ int mq_pwrite_full(int fd, const void *buf, size_t len, off_t pos);
  * of bytes read (short only at EOF), or -1 with errno set. */
 ssize_t mq_pread_full(int fd, void *buf, size_t len, off_t pos);
 
+/* snprintf into a path buffer: 0, or -1 + err (MQ_E_INVAL) when the path
+ * does not fit; never a silently shortened path. */
+int mq_pathf(char *buf, size_t size, mq_err *err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* fsync a directory by path (so a create/rename in it is durable). */
 int mq_fsync_dir(const char *path, mq_err *err);
 

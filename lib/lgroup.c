@@ -77,21 +77,6 @@ struct live {
 
 static unsigned serial;
 
-static int pathf(char *buf, size_t size, mq_err *err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int pathf(char *buf, size_t size, mq_err *err, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, size, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= size)
-		return mq_errf(err, MQ_E_INVAL, "path too long: %.200s", buf);
-	return 0;
-}
-
 /* Printable, no blanks: ids and client names go on one line. */
 static void clean_word(char *dst, size_t size, const char *src)
 {
@@ -263,7 +248,7 @@ static int scan_members(const char *gdir, bool cleanup, const char *self_name,
 
 	*out = NULL;
 	*nout = 0;
-	if (pathf(path, sizeof path, err, "%s/%s", gdir, MEMBERS) < 0)
+	if (mq_pathf(path, sizeof path, err, "%s/%s", gdir, MEMBERS) < 0)
 		return -1;
 	dir = opendir(path);
 	if (!dir) {
@@ -391,16 +376,16 @@ int mq_lg_join(const char *groups_dir, const char *group, const char *client,
 	snprintf(g->id, sizeof g->id, "%.100s-%ld.%u", g->client,
 		 (long)getpid(), n);
 	if (set_topics(g, topics, ntopics, err) < 0 ||
-	    pathf(g->gdir, sizeof g->gdir, err, "%s/%s", groups_dir,
+	    mq_pathf(g->gdir, sizeof g->gdir, err, "%s/%s", groups_dir,
 		  group) < 0 ||
 	    mkdir_durable(g->gdir, groups_dir, err) < 0 ||
-	    pathf(path, sizeof path, err, "%s/%s", g->gdir, MEMBERS) < 0 ||
+	    mq_pathf(path, sizeof path, err, "%s/%s", g->gdir, MEMBERS) < 0 ||
 	    mkdir_durable(path, g->gdir, err) < 0 ||
-	    pathf(tmp, sizeof tmp, err, "%s/%s", g->gdir, OWNERS) < 0 ||
+	    mq_pathf(tmp, sizeof tmp, err, "%s/%s", g->gdir, OWNERS) < 0 ||
 	    mkdir_durable(tmp, g->gdir, err) < 0 ||
-	    pathf(g->file, sizeof g->file, err, "%s/%ld-%u%s", path,
+	    mq_pathf(g->file, sizeof g->file, err, "%s/%ld-%u%s", path,
 		  (long)getpid(), n, LOCK_EXT) < 0 ||
-	    pathf(tmp, sizeof tmp, err, "%s/%s%ld-%u", path, TMP_PREFIX,
+	    mq_pathf(tmp, sizeof tmp, err, "%s/%s%ld-%u", path, TMP_PREFIX,
 		  (long)getpid(), n) < 0)
 		goto fail;
 	/* Locked before it gets the name others look for (lgroup.h). */
@@ -455,7 +440,7 @@ int mq_lg_subscribe(mq_lgroup *g, const char *const *topics, size_t ntopics,
 static int owner_path(const mq_lgroup *g, char *buf, size_t size,
 		      const char *topic, int32_t p, mq_err *err)
 {
-	return pathf(buf, size, err, "%s/%s/%s.%d%s", g->gdir, OWNERS, topic,
+	return mq_pathf(buf, size, err, "%s/%s/%s.%d%s", g->gdir, OWNERS, topic,
 		     (int)p, LOCK_EXT);
 }
 
@@ -710,7 +695,7 @@ static int32_t bump_generation(const mq_lgroup *g)
 	ssize_t n;
 	int fd, len;
 
-	if (pathf(path, sizeof path, NULL, "%s/%s", g->gdir, GENERATION) < 0)
+	if (mq_pathf(path, sizeof path, NULL, "%s/%s", g->gdir, GENERATION) < 0)
 		return 0;
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -737,7 +722,7 @@ static int32_t read_generation(const char *gdir)
 	char path[PATH_MAX], *text;
 	long v = 0;
 
-	if (pathf(path, sizeof path, NULL, "%s/%s", gdir, GENERATION) < 0 ||
+	if (mq_pathf(path, sizeof path, NULL, "%s/%s", gdir, GENERATION) < 0 ||
 	    mq_read_file(path, 64, &text, NULL, NULL) < 0)
 		return 0;
 	v = strtol(text, NULL, 10);
@@ -814,7 +799,7 @@ int mq_lg_count_live(const char *groups_dir, const char *group, bool cleanup,
 	struct live *live;
 
 	*n = 0;
-	if (pathf(gdir, sizeof gdir, err, "%s/%s", groups_dir, group) < 0 ||
+	if (mq_pathf(gdir, sizeof gdir, err, "%s/%s", groups_dir, group) < 0 ||
 	    scan_members(gdir, cleanup, NULL, &live, n, err) < 0)
 		return -1;
 	free_live(live, *n);
@@ -883,7 +868,7 @@ int mq_lg_describe(const char *groups_dir, const char *group,
 	struct dirent *d;
 	DIR *dir;
 
-	if (pathf(gdir, sizeof gdir, err, "%s/%s", groups_dir, group) < 0 ||
+	if (mq_pathf(gdir, sizeof gdir, err, "%s/%s", groups_dir, group) < 0 ||
 	    scan_members(gdir, false, NULL, &live, &nlive, err) < 0)
 		return -1;
 	gi->generation = read_generation(gdir);
@@ -898,7 +883,7 @@ int mq_lg_describe(const char *groups_dir, const char *group,
 			goto nomem;
 		gi->nmembers++;
 	}
-	if (pathf(path, sizeof path, err, "%s/%s", gdir, OWNERS) < 0)
+	if (mq_pathf(path, sizeof path, err, "%s/%s", gdir, OWNERS) < 0)
 		goto fail;
 	dir = nlive ? opendir(path) : NULL;
 	while (dir && (d = readdir(dir))) {

@@ -399,6 +399,14 @@ int mq_offsets_set(mq_offsets *o, const char *topic, int32_t partition,
 	return insert_at(o, i, t, partition, offset, mq_now_ms(), err);
 }
 
+int mq_offsets_commit(mq_offsets *o, const char *topic, int32_t partition,
+		      int64_t offset, bool forward_only, mq_err *err)
+{
+	if (forward_only && mq_offsets_get(o, topic, partition) > offset)
+		offset = mq_offsets_get(o, topic, partition);
+	return mq_offsets_set(o, topic, partition, offset, err);
+}
+
 void mq_offsets_remove(mq_offsets *o, const char *topic, int32_t partition)
 {
 	bool found;

@@ -42,6 +42,11 @@ int64_t mq_offsets_get(const mq_offsets *o, const char *topic,
 /* Set in memory (commit_ms = now). Persist with mq_offsets_save. */
 int mq_offsets_set(mq_offsets *o, const char *topic, int32_t partition,
 		   int64_t offset, mq_err *err);
+/* Commit offset for (topic, partition) in memory, as mq_offsets_set;
+ * with forward_only, a higher offset already committed is kept (commits
+ * from outside the group move only forward unless asked otherwise). */
+int mq_offsets_commit(mq_offsets *o, const char *topic, int32_t partition,
+		      int64_t offset, bool forward_only, mq_err *err);
 /* Forget an entry (in memory). */
 void mq_offsets_remove(mq_offsets *o, const char *topic, int32_t partition);
 /* Durably write the whole set. */

@@ -148,25 +148,6 @@ struct mq_store {
 	struct table parts;	/* (topic, partition) -> open partition */
 };
 
-static int pathf(char *buf, size_t size, mq_err *err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-/* snprintf into a path buffer; a path that does not fit is an error, never
- * a silently shortened path. */
-static int pathf(char *buf, size_t size, mq_err *err, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, size, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= size)
-		return mq_errf(err, MQ_E_INVAL, "path too long: %.200s...",
-			       buf);
-	return 0;
-}
-
 static bool pid_alive(pid_t pid)
 {
 	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
@@ -439,8 +420,8 @@ static int read_meta(mq_store *s, const char *topic, int *n, mq_err *err)
 	mq_err e;
 	int rc;
 
-	if (pathf(tdir, sizeof tdir, err, "%s/%s", s->topics_dir, topic) < 0 ||
-	    pathf(path, sizeof path, err, "%s/%s", tdir, META_FILE) < 0)
+	if (mq_pathf(tdir, sizeof tdir, err, "%s/%s", s->topics_dir, topic) < 0 ||
+	    mq_pathf(path, sizeof path, err, "%s/%s", tdir, META_FILE) < 0)
 		return -1;
 	if (mq_read_file(path, META_MAX_BYTES, &buf, &len, &e) < 0) {
 		if (e.code == MQ_E_IO &&
@@ -517,11 +498,11 @@ static int build_topic(const char *tmp, int n, mq_err *err)
 		return mq_errsys(err, MQ_E_IO, errno, "mkdir %s", tmp);
 	len = snprintf(meta, sizeof meta, "%s %d\npartitions %d\n",
 		       META_MAGIC, META_VERSION, n);
-	if (pathf(path, sizeof path, err, "%s/%s", tmp, META_FILE) < 0 ||
+	if (mq_pathf(path, sizeof path, err, "%s/%s", tmp, META_FILE) < 0 ||
 	    write_new_file(path, meta, (size_t)len, err) < 0)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (pathf(path, sizeof path, err, "%s/%d", tmp, i) < 0)
+		if (mq_pathf(path, sizeof path, err, "%s/%d", tmp, i) < 0)
 			return -1;
 		if (mkdir(path, 0755) < 0)
 			return mq_errsys(err, MQ_E_IO, errno, "mkdir %s", path);
@@ -534,7 +515,7 @@ static int build_topic(const char *tmp, int n, mq_err *err)
 	 * write and cost almost nothing.
 	 */
 	for (i = 0; i < n; i++) {
-		if (pathf(path, sizeof path, err, "%s/%d", tmp, i) < 0 ||
+		if (mq_pathf(path, sizeof path, err, "%s/%d", tmp, i) < 0 ||
 		    mq_fsync_dir(path, err) < 0)
 			return -1;
 	}
@@ -559,9 +540,9 @@ int mq_store_create_topic(mq_store *s, const char *topic, int n,
 		return mq_errf(err, MQ_E_INVAL,
 			       "topic %s: %d partitions (must be 1..%d)",
 			       topic, n, MQ_MAX_PARTITIONS);
-	if (pathf(final, sizeof final, err, "%s/%s", s->topics_dir,
+	if (mq_pathf(final, sizeof final, err, "%s/%s", s->topics_dir,
 		  topic) < 0 ||
-	    pathf(tmp, sizeof tmp, err, "%s/%s%s-%ld", s->topics_dir,
+	    mq_pathf(tmp, sizeof tmp, err, "%s/%s%s-%ld", s->topics_dir,
 		  TMP_PREFIX, topic, (long)getpid()) < 0)
 		return -1;
 	if (lstat(final, &st) == 0)
@@ -694,7 +675,7 @@ int mq_store_partition(mq_store *s, const char *topic, int partition,
 		return mq_errf(err, MQ_E_NO_PARTITION,
 			       "topic %s has no partition %d (it has %d)",
 			       topic, partition, n);
-	if (pathf(path, sizeof path, err, "%s/%s/%d", s->topics_dir, topic,
+	if (mq_pathf(path, sizeof path, err, "%s/%s/%d", s->topics_dir, topic,
 		  partition) < 0)
 		return -1;
 	/* The directory is made with the topic; if it has gone, something

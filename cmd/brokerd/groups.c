@@ -739,14 +739,11 @@ void handle_commit(struct conn *c, uint32_t id, mq_rbuf *r)
 	}
 	if (!(o = group_offsets(g, true, &err)))
 		goto fail;
-	for (uint32_t i = 0; i < n; i++) {
-		int64_t old = mq_offsets_get(o, e[i].topic, e[i].partition);
-		int64_t off = e[i].offset;
-		if (gen < 0 && !(flags & MQ_COMMIT_BACKWARD) && old > off)
-			off = old;
-		if (mq_offsets_set(o, e[i].topic, e[i].partition, off, &err) < 0)
+	for (uint32_t i = 0; i < n; i++)
+		if (mq_offsets_commit(o, e[i].topic, e[i].partition,
+				      e[i].offset, gen < 0 &&
+				      !(flags & MQ_COMMIT_BACKWARD), &err) < 0)
 			goto undo;
-	}
 	if (mq_offsets_save(o, &err) < 0) {
 		log_error("group %s: cannot store offsets: %s", gname, err.msg);
 		goto undo;

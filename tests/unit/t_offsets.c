@@ -246,6 +246,29 @@ TEST(overwrite_and_remove)
 	mq_offsets_free(o);
 }
 
+TEST(forward_only_commits)
+{
+	char gdir[1024];
+	mq_offsets *o;
+	mq_err e;
+
+	snprintf(gdir, sizeof gdir, "%s", path("%s/%s", "groups"));
+	MUST(mkdir(gdir, 0755) == 0);
+	MUST(mq_offsets_load(gdir, "g", true, &o, &e) == 0);
+	/* A first commit sets; forward-only keeps a higher offset ... */
+	CHECK_EQ_INT(mq_offsets_commit(o, "t", 0, 10, true, &e), 0);
+	CHECK_EQ_INT(mq_offsets_commit(o, "t", 0, 4, true, &e), 0);
+	CHECK_EQ_INT(mq_offsets_get(o, "t", 0), 10);
+	CHECK_EQ_INT(mq_offsets_commit(o, "t", 0, 12, true, &e), 0);
+	CHECK_EQ_INT(mq_offsets_get(o, "t", 0), 12);
+	/* ... and without it a commit may move back. */
+	CHECK_EQ_INT(mq_offsets_commit(o, "t", 0, 3, false, &e), 0);
+	CHECK_EQ_INT(mq_offsets_get(o, "t", 0), 3);
+	CHECK_EQ_INT(mq_offsets_commit(o, "t", -1, 3, true, &e), -1);
+	CHECK_EQ_INT(e.code, MQ_E_INVAL);
+	mq_offsets_free(o);
+}
+
 TEST(many_entries)
 {
 	char gdir[1024], t[32];
@@ -566,6 +589,7 @@ int main(void)
 	RUN(round_trip_sorted);
 	RUN(file_format);
 	RUN(overwrite_and_remove);
+	RUN(forward_only_commits);
 	RUN(many_entries);
 	RUN(bad_arguments);
 	RUN(crc_damage_detected);
