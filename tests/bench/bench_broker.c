@@ -33,6 +33,7 @@
 
 #include "batch.h"
 #include "client.h"
+#include "bench.h"
 
 #define RECORD_BYTES 100
 #define BATCH 256
@@ -43,66 +44,9 @@
 static char broker_bin[PATH_MAX], addr[PATH_MAX + 8], data_dir[1024];
 static double scale = 1.0;
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void die(const char *what, const mq_err *err)
 {
-	fprintf(stderr, "bench_broker: %s: %s\n", what, err ? err->msg : strerror(errno));
-	exit(1);
-}
-
-static pid_t broker_start(const char *flush)
-{
-	char dir[PATH_MAX], sock[PATH_MAX], log[PATH_MAX];
-	pid_t pid;
-
-	snprintf(dir, sizeof dir, "%s/broker-%s", data_dir, flush);
-	snprintf(sock, sizeof sock, "%s/s.sock", data_dir);
-	snprintf(log, sizeof log, "%s/broker-%s.log", data_dir, flush);
-	snprintf(addr, sizeof addr, "unix:%s", sock);
-	pid = fork();
-	if (pid < 0)
-		die("fork", NULL);
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fd >= 0)
-			dup2(fd, 2);
-		execl(broker_bin, broker_bin, "-d", dir, "-l", addr, "--flush",
-		      flush, "-q", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		mq_client *c;
-		mq_err err;
-		if (mq_client_open(addr, NULL, &c, &err) == 0) {
-			mq_client_close(c);
-			return pid;
-		}
-		usleep(25000);
-	}
-	fprintf(stderr, "bench_broker: broker did not start (see %s)\n", log);
-	exit(1);
-}
-
-static void broker_stop(pid_t pid)
-{
-	int st;
-	kill(pid, SIGTERM);
-	waitpid(pid, &st, 0);
-}
-
-static mq_client *connect_or_die(void)
-{
-	mq_client *c;
-	mq_err err;
-	if (mq_client_open(addr, NULL, &c, &err) < 0)
-		die("connect", &err);
-	return c;
+	bench_fail(what, err ? err->msg : NULL);
 }
 
 static void make_batch(mq_batch_builder *b, int n, int64_t pid, int32_t seq)
@@ -121,20 +65,10 @@ static void make_batch(mq_batch_builder *b, int n, int64_t pid, int32_t seq)
 		die("batch", &err);
 }
 
-static void create_topic(const char *topic)
-{
-	mq_client *c = connect_or_die();
-	mq_err err;
-	if (mq_client_create_topic(c, topic, 1, &err) < 0 &&
-	    err.code != MQ_E_EXISTS)
-		die("create topic", &err);
-	mq_client_close(c);
-}
-
 /* Pipelined produce of `records` records; returns records per second. */
 static double produce_pipelined(const char *topic, long records)
 {
-	mq_client *c = connect_or_die();
+	mq_client *c = bench_connect(addr);
 	mq_batch_builder b;
 	mq_wbuf w;
 	mq_err err;
@@ -143,7 +77,7 @@ static double produce_pipelined(const char *topic, long records)
 
 	make_batch(&b, BATCH, -1, -1);
 	mq_w_init(&w);
-	t0 = now();
+	t0 = bench_now();
 	while (acked < batches) {
 		mq_reply r;
 		mq_w_reset(&w);
@@ -161,7 +95,7 @@ static double produce_pipelined(const char *topic, long records)
 				exit(1);
 		acked++;
 	}
-	double secs = now() - t0;
+	double secs = bench_now() - t0;
 	mq_w_free(&w);
 	mq_bb_free(&b);
 	mq_client_close(c);
@@ -177,13 +111,13 @@ struct sync_arg {
 static void *sync_sender(void *p)
 {
 	struct sync_arg *a = p;
-	mq_client *c = connect_or_die();
+	mq_client *c = bench_connect(addr);
 	mq_batch_builder b;
 	mq_produce_result res;
 	mq_err err;
 
 	make_batch(&b, 1, -1, -1);
-	while (now() < a->until) {
+	while (bench_now() < a->until) {
 		if (mq_client_produce(c, a->topic, 0, NULL, -1, b.buf, b.len,
 				      &res, &err) < 0)
 			die("produce", &err);
@@ -199,7 +133,7 @@ static double produce_sync(const char *topic, int n)
 {
 	pthread_t th[16];
 	struct sync_arg args[16];
-	double t0 = now(), secs;
+	double t0 = bench_now(), secs;
 	long total = 0;
 
 	for (int i = 0; i < n; i++) {
@@ -210,19 +144,19 @@ static double produce_sync(const char *topic, int n)
 		pthread_join(th[i], NULL);
 		total += args[i].count;
 	}
-	secs = now() - t0;
+	secs = bench_now() - t0;
 	return (double)total / secs;
 }
 
 /* Read the whole topic back; returns records per second. */
 static double fetch_all(const char *topic, long *nrec)
 {
-	mq_client *c = connect_or_die();
+	mq_client *c = bench_connect(addr);
 	mq_fetch_result f;
 	mq_err err;
 	int64_t off = 0;
 	long n = 0;
-	double t0 = now();
+	double t0 = bench_now();
 
 	for (;;) {
 		mq_batch_iter it;
@@ -247,7 +181,7 @@ static double fetch_all(const char *topic, long *nrec)
 			pos += mq_batch_size(&h);
 		}
 	}
-	double secs = now() - t0;
+	double secs = bench_now() - t0;
 	mq_client_close(c);
 	*nrec = n;
 	return (double)n / secs;
@@ -263,7 +197,7 @@ struct lat_arg {
 static void *lat_consumer(void *p)
 {
 	struct lat_arg *a = p;
-	mq_client *c = connect_or_die();
+	mq_client *c = bench_connect(addr);
 	mq_fetch_result f;
 	mq_err err;
 	int64_t off = a->start;
@@ -272,7 +206,7 @@ static void *lat_consumer(void *p)
 		if (mq_client_fetch(c, a->topic, 0, off, 1 << 20, 5000, &f,
 				    &err) < 0)
 			die("fetch", &err);
-		double t = now();
+		double t = bench_now();
 		size_t pos = 0;
 		while (pos < f.len) {
 			mq_batch_hdr h;
@@ -308,7 +242,7 @@ static int cmp_double(const void *x, const void *y)
 static void latency(const char *topic, double *p50, double *p99)
 {
 	static double samples[LAT_SAMPLES];
-	mq_client *c = connect_or_die();
+	mq_client *c = bench_connect(addr);
 	struct lat_arg a = { topic, 0, samples, 0 };
 	mq_produce_result res;
 	mq_err err;
@@ -320,7 +254,7 @@ static void latency(const char *topic, double *p50, double *p99)
 	usleep(50000);
 	while (a.n < LAT_SAMPLES) {
 		mq_batch_builder b;
-		double t = now();
+		double t = bench_now();
 		mq_bb_init(&b, 0, &err);
 		mq_bb_add(&b, 0, NULL, -1, &t, sizeof t, NULL, 0, &err);
 		mq_bb_finish(&b, -1, 0, -1, &err);
@@ -351,14 +285,14 @@ static double raw_fsync_rate(void)
 	if (fd < 0)
 		die(path, NULL);
 	memset(rec, 'x', sizeof rec);
-	t0 = now();
+	t0 = bench_now();
 	until = t0 + SYNC_SECONDS * scale;
-	while (now() < until) {
+	while (bench_now() < until) {
 		if (write(fd, rec, sizeof rec) != sizeof rec || fdatasync(fd) < 0)
 			die("raw write", NULL);
 		n++;
 	}
-	double r = (double)n / (now() - t0);
+	double r = (double)n / (bench_now() - t0);
 	close(fd);
 	unlink(path);
 	return r;
@@ -389,20 +323,22 @@ int main(int argc, char **argv)
 	snprintf(broker_bin, sizeof broker_bin, "%s/../bin/mq-brokerd",
 		 dirname(self));
 	signal(SIGPIPE, SIG_IGN);
+	bench_name = "bench_broker";
 
 	raw = raw_fsync_rate();
 	printf("baseline: write+fdatasync per 100-byte record: %.0f rec/s\n",
 	       raw);
 	for (int m = 0; m < 2; m++) {
-		pid_t pid = broker_start(modes[m]);
+		pid_t pid = bench_broker_start(broker_bin, data_dir, modes[m],
+					       addr, sizeof addr);
 		char what[128];
 		double r, p50, p99;
 		long n;
 
-		create_topic("bench");
-		create_topic("sync1");
-		create_topic("sync16");
-		create_topic("lat");
+		bench_create_topic(addr, "bench");
+		bench_create_topic(addr, "sync1");
+		bench_create_topic(addr, "sync16");
+		bench_create_topic(addr, "lat");
 		printf("--- broker --flush %s ---\n", modes[m]);
 		r = produce_pipelined("bench", (long)(1000000 * scale));
 		snprintf(what, sizeof what, "produce batch=%d pipelined=%d", BATCH,
@@ -422,7 +358,7 @@ int main(int argc, char **argv)
 		latency("lat", &p50, &p99);
 		printf("%-44s p50 %.2f ms  p99 %.2f ms\n",
 		       "produce-to-fetch latency (long poll)", p50, p99);
-		broker_stop(pid);
+		bench_broker_stop(pid);
 	}
 	return 0;
 }

@@ -31,6 +31,7 @@
 
 #include "batch.h"
 #include "client.h"
+#include "bench.h"
 
 #define RECORD_BYTES 100
 #define BATCH 256
@@ -51,57 +52,19 @@ static void stop_children(void)
 		kill(broker_pid, SIGTERM);
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void die(const char *what, const mq_err *err)
 {
-	fprintf(stderr, "bench_recv: %s: %s\n", what,
-		err ? err->msg : strerror(errno));
-	stop_children();
-	exit(1);
+	bench_fail(what, err ? err->msg : NULL);
 }
-
 static pid_t broker_start(const char *flush)
 {
-	char bin[PATH_MAX + 16], dir[PATH_MAX], sock[PATH_MAX], log[PATH_MAX];
-	pid_t pid;
+	char bin[PATH_MAX + 16];
 
 	snprintf(bin, sizeof bin, "%s/mq-brokerd", bin_dir);
-	snprintf(dir, sizeof dir, "%s/broker-%s", data_dir, flush);
-	snprintf(sock, sizeof sock, "%s/s.sock", data_dir);
-	snprintf(log, sizeof log, "%s/broker-%s.log", data_dir, flush);
-	snprintf(addr, sizeof addr, "unix:%s", sock);
-	pid = fork();
-	if (pid < 0)
-		die("fork", NULL);
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fd >= 0)
-			dup2(fd, 2);
-		execl(bin, bin, "-d", dir, "-l", addr, "--flush", flush, "-q",
-		      (char *)NULL);
-		_exit(127);
-	}
-	broker_pid = pid;
-	for (int i = 0; i < 200; i++) {
-		mq_client *c;
-		mq_err err;
-		if (mq_client_open(addr, NULL, &c, &err) == 0) {
-			mq_client_close(c);
-			return pid;
-		}
-		usleep(25000);
-	}
-	fprintf(stderr, "bench_recv: broker did not start (see %s)\n", log);
-	stop_children();
-	exit(1);
+	broker_pid = bench_broker_start(bin, data_dir, flush, addr,
+					sizeof addr);
+	return broker_pid;
 }
-
 static void stop_child(pid_t pid, int sig)
 {
 	int st;
@@ -113,35 +76,16 @@ static void stop_child(pid_t pid, int sig)
 		follower_pid = 0;
 }
 
-static mq_client *connect_or_die(void)
-{
-	mq_client *c;
-	mq_err err;
-	if (mq_client_open(addr, NULL, &c, &err) < 0)
-		die("connect", &err);
-	return c;
-}
-
-static void create_topic(const char *topic)
-{
-	mq_client *c = connect_or_die();
-	mq_err err;
-	if (mq_client_create_topic(c, topic, 1, &err) < 0 &&
-	    err.code != MQ_E_EXISTS)
-		die("create topic", &err);
-	mq_client_close(c);
-}
-
 static void fill(const char *topic, long records)
 {
-	mq_client *c = connect_or_die();
+	mq_client *c = bench_connect(addr);
 	mq_batch_builder b;
 	uint8_t value[RECORD_BYTES];
 	mq_wbuf w;
 	mq_err err;
 	long batches = records / BATCH, sent = 0, acked = 0;
 
-	create_topic(topic);
+	bench_create_topic(addr, topic);
 	memset(value, 'x', sizeof value);
 	if (mq_bb_init(&b, 0, &err) < 0)
 		die("batch", &err);
@@ -190,7 +134,7 @@ static double run_recv(const char *const *args)
 	while (*args && n < 31)
 		argv[n++] = *args++;
 	argv[n] = NULL;
-	t0 = now();
+	t0 = bench_now();
 	pid = fork();
 	if (pid < 0)
 		die("fork", NULL);
@@ -205,10 +149,9 @@ static double run_recv(const char *const *args)
 		die("waitpid", NULL);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		fprintf(stderr, "bench_recv: mq-recv failed (status %d)\n", st);
-		stop_children();
 		exit(1);
 	}
-	return now() - t0;
+	return bench_now() - t0;
 }
 
 static void line(const char *what, long records, double secs)
@@ -271,7 +214,6 @@ static void expect_line(struct follower *f, const char *text)
 	for (;;) {
 		if (!fgets(buf, sizeof buf, f->out)) {
 			fprintf(stderr, "bench_recv: mq-recv ended early\n");
-			stop_children();
 			exit(1);
 		}
 		buf[strcspn(buf, "\n")] = '\0';
@@ -285,17 +227,17 @@ static void expect_line(struct follower *f, const char *text)
 static void latency_library(const char *topic, int n, const char *what)
 {
 	double *s = calloc((size_t)n, sizeof *s);
-	mq_client *c = connect_or_die();
+	mq_client *c = bench_connect(addr);
 	struct follower f;
 	mq_err err;
 
-	create_topic(topic);
+	bench_create_topic(addr, topic);
 	follower_start(&f, topic);
 	for (int i = -50; i < n; i++) {
 		char text[32];
 		mq_batch_builder b;
 		mq_produce_result res;
-		double t0 = now();
+		double t0 = bench_now();
 
 		snprintf(text, sizeof text, "m%d", i);
 		mq_bb_init(&b, 0, &err);
@@ -308,7 +250,7 @@ static void latency_library(const char *topic, int n, const char *what)
 		mq_bb_free(&b);
 		expect_line(&f, text);
 		if (i >= 0)     /* the first 50 warm up */
-			s[i] = now() - t0;
+			s[i] = bench_now() - t0;
 	}
 	stop_child(f.pid, SIGTERM);
 	fclose(f.out);
@@ -333,7 +275,7 @@ static void latency_send(const char *topic, int n, const char *what)
 		return;
 	}
 	s = calloc((size_t)n, sizeof *s);
-	create_topic(topic);
+	bench_create_topic(addr, topic);
 	follower_start(&f, topic);
 	if (pipe(p) < 0)
 		die("pipe", NULL);
@@ -352,14 +294,14 @@ static void latency_send(const char *topic, int n, const char *what)
 	in = fdopen(p[1], "w");
 	for (int i = -50; i < n; i++) {
 		char text[32];
-		double t0 = now();
+		double t0 = bench_now();
 
 		snprintf(text, sizeof text, "s%d", i);
 		fprintf(in, "%s\n", text);
 		fflush(in);
 		expect_line(&f, text);
 		if (i >= 0)
-			s[i] = now() - t0;
+			s[i] = bench_now() - t0;
 	}
 	fclose(in);
 	waitpid(pid, NULL, 0);
@@ -388,6 +330,8 @@ int main(int argc, char **argv)
 	snprintf(self, sizeof self, "%s", argv[0]);
 	snprintf(bin_dir, sizeof bin_dir, "%s/../bin", dirname(self));
 	signal(SIGPIPE, SIG_IGN);
+	bench_name = "bench_recv";
+	atexit(stop_children);   /* also when a step fails */
 
 	records = (long)(1000000 * scale) / BATCH * BATCH;
 	pid = broker_start("async");

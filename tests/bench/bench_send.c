@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "bench.h"
 
 #define LINE_BYTES 100
 #define PRODUCERS 16
@@ -41,26 +42,13 @@ static char addr[PATH_MAX + 64];
 static double scale = 1.0;
 static long lines_total;
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what, const char *why)
-{
-	fprintf(stderr, "bench_send: %s: %s\n", what, why ? why : strerror(errno));
-	exit(1);
-}
-
 /* Run sh -c cmd; dies unless it exits 0. */
 static pid_t spawn(const char *cmd)
 {
 	pid_t pid = fork();
 
 	if (pid < 0)
-		die("fork", NULL);
+		bench_fail("fork", NULL);
 	if (pid == 0) {
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
@@ -81,9 +69,9 @@ static void reap(pid_t pid, const char *cmd)
 
 static double run(const char *cmd)
 {
-	double t0 = now();
+	double t0 = bench_now();
 	reap(spawn(cmd), cmd);
-	return now() - t0;
+	return bench_now() - t0;
 }
 
 static void make_input(void)
@@ -93,68 +81,33 @@ static void make_input(void)
 	FILE *f = fopen(input, "w");
 
 	if (!f)
-		die(input, NULL);
+		bench_fail(input, NULL);
 	for (int i = 0; i < LINE_BYTES; i++)
 		line[i] = (char)('a' + i % 26);
 	line[LINE_BYTES] = '\n';
 	buf = malloc(per * chunk);
 	if (!buf)
-		die("malloc", NULL);
+		bench_fail("malloc", NULL);
 	for (size_t i = 0; i < chunk; i++)
 		memcpy(buf + i * per, line, per);
 	for (long done = 0; done < lines_total; done += (long)chunk) {
 		size_t n = lines_total - done < (long)chunk
 			   ? (size_t)(lines_total - done) : chunk;
 		if (fwrite(buf, per, n, f) != n)
-			die(input, NULL);
+			bench_fail(input, NULL);
 	}
 	free(buf);
 	if (fclose(f) != 0)
-		die(input, NULL);
+		bench_fail(input, NULL);
 }
 
 static pid_t broker_start(const char *flush)
 {
-	char dir[PATH_MAX + 32], sock[PATH_MAX + 16], log[PATH_MAX + 32];
 	char broker[PATH_MAX + 16];
-	pid_t pid;
 
-	snprintf(dir, sizeof dir, "%s/broker-%s", data_dir, flush);
-	snprintf(sock, sizeof sock, "%s/s.sock", data_dir);
-	snprintf(log, sizeof log, "%s/broker-%s.log", data_dir, flush);
 	snprintf(broker, sizeof broker, "%s/mq-brokerd", bin_dir);
-	snprintf(addr, sizeof addr, "unix:%s", sock);
-	pid = fork();
-	if (pid < 0)
-		die("fork", NULL);
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (fd >= 0)
-			dup2(fd, 2);
-		execl(broker, broker, "-d", dir, "-l", addr, "--flush", flush,
-		      "-q", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		mq_client *c;
-		mq_err err;
-		if (mq_client_open(addr, NULL, &c, &err) == 0) {
-			mq_client_close(c);
-			return pid;
-		}
-		usleep(25000);
-	}
-	die("broker did not start; see", log);
-	return -1;
+	return bench_broker_start(broker, data_dir, flush, addr, sizeof addr);
 }
-
-static void broker_stop(pid_t pid)
-{
-	int st;
-	kill(pid, SIGTERM);
-	waitpid(pid, &st, 0);
-}
-
 /* The number of records topic holds (all partitions). */
 static long held(const char *topic)
 {
@@ -166,9 +119,9 @@ static long held(const char *topic)
 	long sum = 0;
 
 	if (mq_client_open(addr, NULL, &c, &err) < 0)
-		die("connect", err.msg);
+		bench_fail("connect", err.msg);
 	if (mq_client_metadata(c, t, 1, &m, &n, &err) < 0)
-		die("metadata", err.msg);
+		bench_fail("metadata", err.msg);
 	for (size_t i = 0; i < n; i++)
 		for (int32_t p = 0; p < m[i].nparts; p++)
 			sum += (long)(m[i].parts[p].end - m[i].parts[p].start);
@@ -202,7 +155,7 @@ static double sync_producers(const char *topic, int n, long each)
 {
 	char cmd[8 * PATH_MAX];
 	pid_t pids[PRODUCERS];
-	double t0 = now();
+	double t0 = bench_now();
 
 	snprintf(cmd, sizeof cmd, "head -n %ld '%s' | '%s/mq-send' -b '%s' "
 		 "-t %s --sync -q", each, input, bin_dir, addr, topic);
@@ -210,7 +163,7 @@ static double sync_producers(const char *topic, int n, long each)
 		pids[i] = spawn(cmd);
 	for (int i = 0; i < n; i++)
 		reap(pids[i], cmd);
-	return now() - t0;
+	return bench_now() - t0;
 }
 
 int main(int argc, char **argv)
@@ -224,6 +177,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: bench_send DIR\n");
 		return 64;
 	}
+	bench_name = "bench_send";
 	if (getenv("MQ_BENCH_SCALE"))
 		scale = atof(getenv("MQ_BENCH_SCALE"));
 	if (scale <= 0)
@@ -289,7 +243,7 @@ int main(int argc, char **argv)
 		t = sync_producers("sync16", PRODUCERS, n16);
 		expect("sync16", n16 * PRODUCERS);
 		row("mq-send --sync, 16 producers", n16 * PRODUCERS, t, 0);
-		broker_stop(pid);
+		bench_broker_stop(pid);
 	}
 	unlink(input);
 	return 0;

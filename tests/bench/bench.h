@@ -1,0 +1,118 @@
+/*
+ * bench.h - what the benchmarks share: a clock, the broker built next to
+ * them started on a unix socket in their data directory and stopped
+ * again, and a client connection. Header-only, like tests/unit/harness.h:
+ * each benchmark is one .c file.
+ *
+ * A benchmark sets bench_name (for messages) before calling these. Each
+ * fails by printing why and exiting 1; a benchmark with children of its
+ * own stops them from an atexit handler.
+ */
+#ifndef MQ_BENCH_H
+#define MQ_BENCH_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+
+static const char *bench_name = "bench";
+
+/* Seconds on the monotonic clock. */
+__attribute__((unused)) static double bench_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Print "NAME: what: why" (why NULL: errno's text) and exit 1. */
+__attribute__((noreturn, unused))
+static void bench_fail(const char *what, const char *why)
+{
+	fprintf(stderr, "%s: %s: %s\n", bench_name, what,
+		why ? why : strerror(errno));
+	exit(1);
+}
+
+/*
+ * Start broker_bin with --flush flush on DATA/broker-FLUSH, listening on
+ * DATA/s.sock (its address written to addr), its log in
+ * DATA/broker-FLUSH.log, and wait until it answers. Returns its pid.
+ */
+__attribute__((unused))
+static pid_t bench_broker_start(const char *broker_bin, const char *data,
+				const char *flush, char *addr, size_t size)
+{
+	char dir[PATH_MAX + 64], log[PATH_MAX + 64];
+	pid_t pid;
+
+	snprintf(dir, sizeof dir, "%s/broker-%s", data, flush);
+	snprintf(log, sizeof log, "%s/broker-%s.log", data, flush);
+	snprintf(addr, size, "unix:%s/s.sock", data);
+	pid = fork();
+	if (pid < 0)
+		bench_fail("fork", NULL);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0)
+			dup2(fd, 2);
+		execl(broker_bin, broker_bin, "-d", dir, "-l", addr, "--flush",
+		      flush, "-q", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200; i++) {
+		mq_client *c;
+		mq_err err;
+
+		if (mq_client_open(addr, NULL, &c, &err) == 0) {
+			mq_client_close(c);
+			return pid;
+		}
+		usleep(25000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	bench_fail("the broker did not start; see", log);
+}
+
+/* SIGTERM, and wait for it (a broker flushes everything as it stops). */
+__attribute__((unused)) static void bench_broker_stop(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+}
+
+__attribute__((unused)) static mq_client *bench_connect(const char *addr)
+{
+	mq_client *c;
+	mq_err err;
+
+	if (mq_client_open(addr, NULL, &c, &err) < 0)
+		bench_fail("connect", err.msg);
+	return c;
+}
+
+/* Create topic with one partition, unless it exists. */
+__attribute__((unused))
+static void bench_create_topic(const char *addr, const char *topic)
+{
+	mq_client *c = bench_connect(addr);
+	mq_err err;
+
+	if (mq_client_create_topic(c, topic, 1, &err) < 0 &&
+	    err.code != MQ_E_EXISTS)
+		bench_fail("create topic", err.msg);
+	mq_client_close(c);
+}
+
+#endif
