@@ -30,7 +30,7 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 LDLIBS = -lev -lcjson -lpthread
 
 # Debian packages the build and the tests need (installed by `make deps`).
-DEB_DEPS = gcc make libc6-dev libev-dev libcjson-dev bats jq mandoc socat
+DEB_DEPS = gcc make libc6-dev libev-dev libcjson-dev bats jq mandoc socat zsh
 
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)

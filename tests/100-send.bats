@@ -7,22 +7,6 @@ load helpers
 setup() { mq_setup; }
 teardown() { mq_teardown; }
 
-
-# topic NAME N: make sure topic NAME will have N partitions. A broker
-# started with --partitions N creates it so; without a broker, it is made
-# here as mq-brokerd would make it (store.h).
-topic() {
-	local p
-	[ "${MQ_TEST_STORE:-broker}" = dir ] || return 0
-	mkdir -p "$DATA/topics/$1"
-	printf 'mq-topic 1\npartitions %d\n' "$2" > "$DATA/topics/$1/meta"
-	for p in $(seq 0 $(($2 - 1))); do mkdir -p "$DATA/topics/$1/$p"; done
-}
-# Reading back needs mq-recv; its tests skip until it is built.
-need_recv() {
-	command -v mq-recv > /dev/null || skip "mq-recv is not built"
-}
-
 # recv_json TOPIC: every message of TOPIC as JSON lines.
 recv_json() {
 	mq-recv "${MQ[@]}" -t "$1" -o beginning -e -J
@@ -122,7 +106,6 @@ log_count() {
 }
 
 @test "-0 splits messages at NUL bytes; newlines stay in the message" {
-	need_recv
 	start_store
 	run --separate-stderr -0 mq-send "${MQ[@]}" -0 -t t < <(printf 'a\nb\0c\0')
 	[ "$output" = "$(printf 't/0/0\nt/0/1')" ]
@@ -159,7 +142,6 @@ log_count() {
 }
 
 @test "-K: the value is what follows the delimiter; a line without it has no key" {
-	need_recv
 	start_store
 	run --separate-stderr -0 mq-send "${MQ[@]}" -K , -t t < <(printf 'k1,v1,more\nnokey\n,emptykey\n')
 	run -0 recv_json t
@@ -188,7 +170,6 @@ log_count() {
 }
 
 @test "-H headers reach every message; values may be empty or contain =" {
-	need_recv
 	start_store
 	run --separate-stderr -0 mq-send "${MQ[@]}" -t t -H source=cron -H empty= -H 'eq=a=b' one two
 	run -0 recv_json t
@@ -246,7 +227,6 @@ log_count() {
 }
 
 @test "mq-recv -J | mq-send -J copies keys, values (non-UTF-8 too) and headers" {
-	need_recv
 	start_store --partitions 2
 	printf 'k1\tplain text\nk2\t\xff\xfe binary \x01\nk3\tcaf\xc3\xa9\n' > "$T/in"
 	mq-send "${MQ[@]}" -K $'\t' -H 'trace=abc' -H 'bin=' -t src < "$T/in" > /dev/null
@@ -292,7 +272,6 @@ log_count() {
 }
 
 @test "timestamps: now by default, the JSON timestamp when given" {
-	need_recv
 	start_store
 	before=$(($(date +%s%3N) - 1))
 	mq-send "${MQ[@]}" -t t now > /dev/null
@@ -333,7 +312,6 @@ log_count() {
 
 @test "bash completion offers every option and the topic names" {
 	root=${MQ_ROOT:-$BATS_TEST_DIRNAME/..}
-	command -v mq-offset > /dev/null || skip "mq-offset is not built"
 	start_store
 	mq-send "${MQ[@]}" -t orders -q a
 	source "$root/completions/bash/mq-send"

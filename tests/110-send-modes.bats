@@ -19,16 +19,6 @@ teardown() {
 }
 
 
-# topic NAME N: make sure topic NAME will have N partitions. A broker
-# started with --partitions N creates it so; without a broker, it is made
-# here as mq-brokerd would make it (store.h).
-topic() {
-	local p
-	[ "${MQ_TEST_STORE:-broker}" = dir ] || return 0
-	mkdir -p "$DATA/topics/$1"
-	printf 'mq-topic 1\npartitions %d\n' "$2" > "$DATA/topics/$1/meta"
-	for p in $(seq 0 $(($2 - 1))); do mkdir -p "$DATA/topics/$1/$p"; done
-}
 # start_proxy: a socat relay in front of the broker at $T/proxy.sock,
 # in a process group of its own so that it can be killed or stopped
 # with its per-connection children.

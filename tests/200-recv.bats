@@ -10,13 +10,6 @@ setup() {
 }
 teardown() { mq_teardown; }
 
-# send TOPIC [mq-send options...]: the lines of stdin, one message each.
-send() {
-	local topic=$1
-	shift
-	mq-send "${MQ[@]}" -t "$topic" "$@" > /dev/null
-}
-
 @test "mq-recv --help prints usage on stdout and exits 0" {
 	run --separate-stderr -0 mq-recv --help
 	[[ $output == *"usage: mq-recv"* ]]

@@ -13,17 +13,8 @@ teardown() {
 	mq_teardown
 }
 
-send() {
-	local topic=$1
-	shift
-	mq-send "${MQ[@]}" -t "$topic" "$@" > /dev/null
-}
-
 # Fast group settings for tests.
 G=(--session-timeout 2000 --commit-interval 100ms)
-
-# lines_ge FILE N: FILE has at least N lines.
-lines_ge() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 
 @test "-e with a group reads to the end, commits, and the next run resumes" {
 	start_store --partitions 3

@@ -13,15 +13,7 @@ teardown() {
 	mq_teardown
 }
 
-send() {
-	local topic=$1
-	shift
-	mq-send "${MQ[@]}" -t "$topic" "$@" > /dev/null
-}
-
 G=(--session-timeout 2000)
-
-lines_ge() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
 
 # ids N TOPIC: the ids of messages 0..N-1 of partition 0.
 ids() {

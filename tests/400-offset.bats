@@ -10,20 +10,6 @@ teardown() { mq_teardown; }
 
 ROOT=${MQ_ROOT:-$BATS_TEST_DIRNAME/..}
 
-# need PROGRAM...: skip unless every program is built.
-need() {
-	local p
-	for p in "$@"; do
-		command -v "$p" >/dev/null || skip "$p is not built yet"
-	done
-}
-
-# jq_all FILTER: FILTER over every JSON line of stdin yields something,
-# and only true (jq -e alone judges the last line only).
-jq_all() {
-	jq -n -e "[inputs | $1] | length > 0 and all" >/dev/null
-}
-
 # The rows of `mq-offset groups -J` (not the per-group summaries) as
 # "topic/partition=current lag" words.
 group_rows() {
@@ -117,7 +103,6 @@ group_rows() {
 
 @test "topics: offsets, counts and timestamps match what was produced; JSON matches the table" {
 	broker_only
-	need mq-send
 	start_store --partitions 3
 	mq-send "${MQ[@]}" -t orders -p 0 -q a b c
 	mq-send "${MQ[@]}" -t orders -p 1 -q d e
@@ -157,7 +142,6 @@ group_rows() {
 
 @test "groups: offsets and lag match what was consumed; JSON matches the table; a total per group" {
 	broker_only
-	need mq-send mq-recv
 	start_store --partitions 2
 	mq-send "${MQ[@]}" -t orders -p 0 -q 1 2 3 4 5
 	mq-send "${MQ[@]}" -t orders -p 1 -q 6 7 8
@@ -202,7 +186,6 @@ group_rows() {
 }
 
 @test "--max-lag: exit 1 after printing when a lag exceeds it, 0 otherwise" {
-	need mq-send
 	start_store
 	mq-send "${MQ[@]}" -t jobs -q a b c d e f g
 	mq-offset "${MQ[@]}" commit -q -g etl jobs/0/1
@@ -225,7 +208,6 @@ group_rows() {
 
 @test "--prometheus: gauges with HELP and TYPE, values as in the JSON" {
 	broker_only
-	need mq-send
 	start_store --partitions 2
 	mq-send "${MQ[@]}" -t orders -p 0 -q a b c d
 	mq-send "${MQ[@]}" -t orders -p 1 -q e
@@ -265,7 +247,6 @@ group_rows() {
 
 @test "retention: START-OFFSET moves forward, and topics and groups still add up" {
 	broker_only
-	need mq-send mq-recv
 	start_broker --segment-bytes 4096 --retention-bytes 8192 --retention-check 100ms
 	MQ=(-b "unix:$MQ_SOCK")
 	seq -f 'log line %03g with some padding to fill the segments quickly' 300 |
@@ -292,7 +273,6 @@ group_rows() {
 
 @test "a live member is shown as CONSUMER-ID, and the group as stable" {
 	broker_only
-	need mq-send mq-recv
 	start_store --partitions 2
 	mq-send "${MQ[@]}" -t orders -p 0 -q a
 	mq-recv "${MQ[@]}" -g live -t orders --commit manual > /dev/null 2>&1 &
@@ -314,7 +294,6 @@ group_rows() {
 
 @test "topics and groups read a data directory that a running broker holds (-d)" {
 	broker_only
-	need mq-send
 	start_broker
 	mq-send -b "unix:$MQ_SOCK" -t orders -q a b c
 	mq-offset -b "unix:$MQ_SOCK" commit -q -g etl orders/0/1
@@ -352,7 +331,6 @@ group_rows() {
 }
 
 @test "bash completion completes subcommands, options and topic names" {
-	need mq-send
 	start_store
 	mq-send "${MQ[@]}" -t orders -q a
 	mq-offset "${MQ[@]}" commit -q -g etl orders/0/0

@@ -13,24 +13,6 @@ teardown() {
 	mq_teardown
 }
 
-need() {
-	local p
-	for p in "$@"; do
-		command -v "$p" >/dev/null || skip "$p is not built yet"
-	done
-}
-
-jq_all() {
-	jq -n -e "[inputs | $1] | length > 0 and all" >/dev/null
-}
-
-# committed GROUP: "topic/partition=offset" words, "-" for none.
-committed() {
-	mq-offset "${MQ[@]}" groups -g "$1" -J 2>/dev/null |
-		jq -r 'select(.topic) | "\(.topic)/\(.partition)=\(.current_offset // "-")"' |
-		tr '\n' ' '
-}
-
 # Two partitions: orders/0 holds offsets 0-4, orders/1 offsets 0-2.
 orders() {
 	start_store --partitions 2
@@ -40,7 +22,6 @@ orders() {
 
 @test "ids as arguments: x commits x+1, the highest per partition, prints the positions" {
 	broker_only
-	need mq-send
 	orders
 	run --separate-stderr -0 mq-offset "${MQ[@]}" commit -g etl orders/0/1 orders/0/3 orders/1/0
 	[[ ${lines[0]} =~ ^GROUP\ +TOPIC\ +PARTITION\ +CURRENT-OFFSET$ ]]
@@ -55,7 +36,6 @@ orders() {
 }
 
 @test "commits only move forward, unless --force" {
-	need mq-send
 	start_store
 	mq-send "${MQ[@]}" -t jobs -q a b c d e
 	mq-offset "${MQ[@]}" commit -q -g etl jobs/0/3
@@ -73,7 +53,6 @@ orders() {
 
 @test "ids from stdin: plain ids and the JSON lines of mq-recv -J; blank lines skipped" {
 	broker_only
-	need mq-send mq-recv
 	orders
 	mq-recv "${MQ[@]}" -t orders -p 0 -o beginning -n 2 -J > "$T/two.json"
 	[ "$(jq -r .id "$T/two.json" | tr '\n' ' ')" = "orders/0/0 orders/0/1 " ]
@@ -89,7 +68,6 @@ orders() {
 
 @test "a following mq-recv -g starts right after the committed id" {
 	broker_only
-	need mq-send mq-recv
 	orders
 	mq-offset "${MQ[@]}" commit -q -g etl orders/0/2 orders/1/0
 	run -0 mq-recv "${MQ[@]}" -g etl -t orders -e -J
@@ -99,7 +77,6 @@ orders() {
 
 @test "malformed ids: exit 65 naming the line, and nothing of the batch is committed" {
 	broker_only
-	need mq-send
 	orders
 	mq-offset "${MQ[@]}" commit -q -g etl orders/0/0 orders/1/0
 	# Each bad line comes after a good one, in the same batch.
@@ -143,7 +120,6 @@ EOF
 }
 
 @test "from a pipe, ids are committed at --interval while the pipe stays open" {
-	need mq-send
 	start_store
 	mq-send "${MQ[@]}" -t jobs -q a b c d
 	mkfifo "$T/fifo"
@@ -162,7 +138,6 @@ EOF
 }
 
 @test "SIGTERM: what was read is committed, and the exit status is 0" {
-	need mq-send
 	start_store
 	mq-send "${MQ[@]}" -t jobs -q a b c d
 	mkfifo "$T/fifo"
@@ -201,7 +176,6 @@ EOF
 run_pipeline_killed() {
 	local sig=$1 n=400 k1 c i expect
 	broker_only
-	need mq-send mq-recv
 	start_store
 	seq -f 'm%g' 0 $((n - 1)) | mq-send "${MQ[@]}" -t jobs -q
 	# A new group starts at the end by default: start it at the beginning.

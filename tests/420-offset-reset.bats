@@ -14,24 +14,6 @@ teardown() {
 	mq_teardown
 }
 
-need() {
-	local p
-	for p in "$@"; do
-		command -v "$p" >/dev/null || skip "$p is not built yet"
-	done
-}
-
-jq_all() {
-	jq -n -e "[inputs | $1] | length > 0 and all" >/dev/null
-}
-
-# committed GROUP: "topic/partition=offset" words, "-" for none.
-committed() {
-	mq-offset "${MQ[@]}" groups -g "$1" -J 2>/dev/null |
-		jq -r 'select(.topic) | "\(.topic)/\(.partition)=\(.current_offset // "-")"' |
-		tr '\n' ' '
-}
-
 # The NEW-OFFSET column of a reset's table, as words.
 new_offsets() {
 	awk 'NR > 1 { print $3 "=" $5 }' <<<"$1" | tr '\n' ' '
@@ -54,7 +36,6 @@ orders() {
 
 @test "every target as a dry run: the table shows the plan and nothing changes" {
 	broker_only
-	need mq-send
 	orders
 	while IFS='|' read -r target want; do
 		run --separate-stderr -0 mq-offset "${MQ[@]}" reset -g etl -t orders $target
@@ -85,7 +66,6 @@ EOF
 
 @test "every target with --execute: the offsets change and mq-recv -g starts there" {
 	broker_only
-	need mq-send mq-recv
 	orders
 	run --separate-stderr -0 mq-offset "${MQ[@]}" reset -g etl -t orders --to-earliest --execute
 	[ "$(new_offsets "$output")" = "0=0 1=0 " ]
@@ -117,7 +97,6 @@ EOF
 
 @test "-t TOPIC:PARTITIONS resets only those partitions" {
 	broker_only
-	need mq-send mq-recv
 	orders
 	run --separate-stderr -0 mq-offset "${MQ[@]}" reset -g etl -t orders:1 --to-earliest --execute
 	[ "$(new_offsets "$output")" = "1=0 " ]
@@ -132,7 +111,6 @@ EOF
 }
 
 @test "--to-datetime and --by-duration find the first record at or after the time" {
-	need mq-send mq-recv
 	start_store
 	mq-send "${MQ[@]}" -t events -q a0 a1 a2
 	sleep 0.6
@@ -161,7 +139,6 @@ EOF
 
 @test "refused (75) while the group has a live member, unless --force" {
 	broker_only
-	need mq-send mq-recv
 	orders
 	mq-recv "${MQ[@]}" -g etl -t orders --commit manual > /dev/null 2>&1 &
 	MEMBER=$!
@@ -186,7 +163,6 @@ EOF
 
 @test "targets outside [start, end] are clamped and reported" {
 	broker_only
-	need mq-send
 	orders
 	run --separate-stderr -0 mq-offset "${MQ[@]}" reset -g etl -t orders --to-offset 1000
 	[ "$(new_offsets "$output")" = "0=10 1=6 " ]
@@ -201,7 +177,6 @@ EOF
 
 @test "after retention, --to-earliest and too low an offset go to the new start" {
 	broker_only
-	need mq-send mq-recv
 	start_broker --segment-bytes 4096 --retention-bytes 8192 --retention-check 100ms
 	MQ=(-b "unix:$MQ_SOCK")
 	seq -f 'record %03g, padded so that segments fill up fast enough' 300 |
@@ -221,7 +196,6 @@ EOF
 
 @test "bad input: garbage times, bad numbers and partitions, unknown names" {
 	broker_only
-	need mq-send
 	orders
 	while IFS='|' read -r args why; do
 		run --separate-stderr -64 mq-offset "${MQ[@]}" reset -g etl -t orders $args

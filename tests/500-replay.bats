@@ -21,21 +21,12 @@ teardown() {
 	mq_teardown
 }
 
-# Dead letters come from mq-recv --exec; messages from mq-send.
-need_tools() {
-	local p
-	for p in mq-send mq-recv mq-offset; do
-		command -v "$p" > /dev/null ||
-			skip "$p is not built yet (dead letters are made with mq-send and mq-recv --exec)"
-	done
-}
-
 # The command of group billing: it fails on values without "ok".
 FAIL='grep -q ok || { echo "no ok in message" >&2; echo "details follow" >&2; exit 3; }'
 G=(--session-timeout 2000)
 
-# send TOPIC [MQ-SEND OPTIONS...]: "key value" lines from stdin.
-send() {
+# send_keyed TOPIC [MQ-SEND OPTIONS...]: "key value" lines from stdin.
+send_keyed() {
 	local topic=$1
 	shift
 	mq-send "${MQ[@]}" -t "$topic" -K ' ' -q "$@"
@@ -55,7 +46,7 @@ dead() {
 	for ((i = 1; i <= $1; i++)); do
 		echo "k$i bad$i"
 		echo "ok$i ok$i"
-	done | send orders
+	done | send_keyed orders
 	consume orders billing "$FAIL"
 }
 
@@ -140,10 +131,9 @@ ms_to_iso() {
 }
 
 @test "end to end: failures land in the DLQ, are listed, replayed after the fix, processed; no lag left" {
-	need_tools
 	start_store --partitions 3
 	printf '%s\n' "c1 ok-1" "c2 bad-2" "c3 ok-3" "c4 bad-4" "c5 ok-5" \
-		"c6 bad-6" | send orders -H trace=t1
+		"c6 bad-6" | send_keyed orders -H trace=t1
 	consume orders billing "$FAIL"
 	[ "$(dlq_count billing)" -eq 3 ]
 
@@ -184,10 +174,9 @@ ms_to_iso() {
 }
 
 @test "a replay goes back to the original partition with key, value and headers, minus the DLQ's, plus its origin" {
-	need_tools
 	start_store --partitions 3
 	printf '%s\n' "a bad-a" "b bad-b" "c bad-c" "d bad-d" |
-		send orders -H trace=t1 -H mq.dlq.fake=x
+		send_keyed orders -H trace=t1 -H mq.dlq.fake=x
 	consume orders billing "$FAIL"
 	run -0 mq-replay "${MQ[@]}" -g billing -q
 	[ -z "$output" ]
@@ -211,7 +200,6 @@ ms_to_iso() {
 }
 
 @test "replaying twice replays nothing the second time; --again does it again" {
-	need_tools
 	start_store
 	dead 3
 	run --separate-stderr -0 mq-replay "${MQ[@]}" -g billing
@@ -237,10 +225,9 @@ ms_to_iso() {
 }
 
 @test "kill -9 part of the way through, run again: every dead letter replayed exactly once" {
-	need_tools
 	start_store
 	local n=300 i
-	for i in $(seq 1 $n); do echo "k$i v$i"; done | send jobs
+	for i in $(seq 1 $n); do echo "k$i v$i"; done | send_keyed jobs
 	run -0 mq-recv "${MQ[@]}" -t jobs -g w "${G[@]}" --from-new beginning -e -q \
 		--retries 0 --exec 'exit 7'
 	[ "$(dlq_count w)" -eq $n ]
@@ -303,7 +290,6 @@ ms_to_iso() {
 }
 
 @test "killed after a resend but before its done record: the next run records it, sends the rest" {
-	need_tools
 	start_store
 	dead 3
 	# mq-replay prints a line once the broker acknowledged a resend and
@@ -339,7 +325,6 @@ ms_to_iso() {
 }
 
 @test "--to another topic, which is created; keys keep together" {
-	need_tools
 	start_store --partitions 3
 	dead 4
 	run --separate-stderr -0 mq-replay "${MQ[@]}" -g billing --to retry
@@ -361,7 +346,6 @@ ms_to_iso() {
 }
 
 @test "--dry-run prints what would be sent and changes nothing" {
-	need_tools
 	start_store
 	dead 3
 	local before after
@@ -380,7 +364,6 @@ ms_to_iso() {
 }
 
 @test "selection: ids as arguments and on stdin, --from/--until, --key, combined with AND" {
-	need_tools
 	start_store
 	dead 6
 	# Ids, full or bare.
@@ -422,11 +405,10 @@ ms_to_iso() {
 }
 
 @test "selection by time: --since and --before, ISO 8601 with zones and -DURATION" {
-	need_tools
 	start_store
 	dead 2
 	sleep 0.05
-	printf '%s\n' "k3 bad3" "k4 bad4" | send orders
+	printf '%s\n' "k3 bad3" "k4 bad4" | send_keyed orders
 	consume orders billing "$FAIL"
 	local t2 iso
 	t2=$(mq-replay "${MQ[@]}" -g billing -l -J | jq -r 'select(.offset == 2) | .timestamp')
@@ -451,9 +433,8 @@ ms_to_iso() {
 }
 
 @test "--show prints one dead letter in full; -J as one JSON object" {
-	need_tools
 	start_store
-	printf '%s\n' "k1 line one" | send orders -H trace=t1
+	printf '%s\n' "k1 line one" | send_keyed orders -H trace=t1
 	consume orders billing "$FAIL"
 	run --separate-stderr -0 mq-replay "${MQ[@]}" -g billing --show 0
 	[ "${lines[0]}" = "id: %DLQ%billing/0/0" ]
@@ -477,7 +458,6 @@ ms_to_iso() {
 }
 
 @test "--purge lists what would go and changes nothing without --execute" {
-	need_tools
 	start_store
 	dead 5
 	mq-replay "${MQ[@]}" -g billing -q 0 1
@@ -503,11 +483,10 @@ ms_to_iso() {
 }
 
 @test "--purge --before TIME drops what failed before it" {
-	need_tools
 	start_store
 	dead 2
 	sleep 0.05
-	printf '%s\n' "k3 bad3" | send orders
+	printf '%s\n' "k3 bad3" | send_keyed orders
 	consume orders billing "$FAIL"
 	local t2
 	t2=$(mq-replay "${MQ[@]}" -g billing -l -J | jq -r 'select(.offset == 2) | .timestamp')
@@ -522,7 +501,6 @@ ms_to_iso() {
 }
 
 @test "dead letters that cannot be replayed are each reported, the run goes on: 75" {
-	need_tools
 	broker_only
 	start_store
 	dead 2

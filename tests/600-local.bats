@@ -28,16 +28,6 @@ bg() {
 	BG_PIDS="${BG_PIDS:-} $BG"
 }
 
-# make_topic NAME N: a topic with N partitions in $DATA, made as
-# mq-brokerd would make it (store.h), for tests that need several
-# partitions without a broker.
-make_topic() {
-	local p
-	mkdir -p "$DATA/topics/$1"
-	printf 'mq-topic 1\npartitions %d\n' "$2" > "$DATA/topics/$1/meta"
-	for p in $(seq 0 $(($2 - 1))); do mkdir -p "$DATA/topics/$1/$p"; done
-}
-
 # count_lines FILE: lines in FILE (0 if it does not exist).
 count_lines() {
 	if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi

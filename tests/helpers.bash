@@ -88,3 +88,46 @@ broker_only() {
 dir_only() {
 	[ "${MQ_TEST_STORE:-broker}" = dir ] || skip "needs a data directory"
 }
+
+# ---- shared by the program tests ----
+
+# make_topic NAME N: a topic with N partitions in $DATA, made as
+# mq-brokerd would make it (store.h), for tests without a broker.
+make_topic() {
+	local p
+	mkdir -p "$DATA/topics/$1"
+	printf 'mq-topic 1\npartitions %d\n' "$2" > "$DATA/topics/$1/meta"
+	for p in $(seq 0 $(($2 - 1))); do mkdir -p "$DATA/topics/$1/$p"; done
+}
+
+# topic NAME N: make sure topic NAME will have N partitions. A broker
+# started with --partitions N creates it so; without a broker, it is made
+# here.
+topic() {
+	[ "${MQ_TEST_STORE:-broker}" = dir ] || return 0
+	make_topic "$@"
+}
+
+# send TOPIC [MQ-SEND OPTIONS...]: stdin (or the messages given) to TOPIC,
+# ids discarded.
+send() {
+	local topic=$1
+	shift
+	mq-send "${MQ[@]}" -t "$topic" "$@" > /dev/null
+}
+
+# lines_ge FILE N: FILE exists and has at least N lines.
+lines_ge() { [ -f "$1" ] && [ "$(wc -l < "$1")" -ge "$2" ]; }
+
+# jq_all FILTER: FILTER over every JSON line of stdin yields something,
+# and only true (jq -e alone judges the last line only).
+jq_all() {
+	jq -n -e "[inputs | $1] | length > 0 and all" >/dev/null
+}
+
+# committed GROUP: "topic/partition=offset" words, "-" for none.
+committed() {
+	mq-offset "${MQ[@]}" groups -g "$1" -J 2>/dev/null |
+		jq -r 'select(.topic) | "\(.topic)/\(.partition)=\(.current_offset // "-")"' |
+		tr '\n' ' '
+}
