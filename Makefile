@@ -48,13 +48,16 @@ BINS := $(PROGS:%=$(BUILD)/bin/%)
 
 UNIT_SRC := $(wildcard tests/unit/t_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# A shim the broker tests preload to stall fdatasync (never sanitized:
+# it is loaded into the broker before the sanitizer runtime).
+SHIM := $(BUILD)/tests/slow_fdatasync.so
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 MANPAGES := $(wildcard man/*.[1-8])
 
 .PHONY: all run test deps bench check install uninstall clean
-all: $(LIBMQ) $(BINS) $(UNIT_BINS) $(BENCH_BINS)
+all: $(LIBMQ) $(BINS) $(UNIT_BINS) $(SHIM) $(BENCH_BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -76,6 +79,10 @@ $(BUILD)/bin/%: $(BUILD)/cmd/%.o $(CLI_OBJ) $(LIBMQ)
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBMQ)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(SHIM): tests/unit/slow_fdatasync.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -O2 -fPIC -shared -o $@ $< -ldl
 
 $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIBMQ)
 	@mkdir -p $(@D)
