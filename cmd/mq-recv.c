@@ -631,6 +631,20 @@ static void fail(const mq_err *err, const char *what)
 	stop(code, lost);
 }
 
+/* A commit that failed. Unless the endpoint is gone (69), it was
+ * refused: that is final, 75, and nothing more is committed, not even at
+ * exit (mq-recv(1), EXIT STATUS). */
+static void fail_commit(const mq_err *err)
+{
+	if (err->code == MQ_E_CONNECT || err->code == MQ_E_TIMEOUT ||
+	    err->code == MQ_E_UNKNOWN_MEMBER || err->code == MQ_E_GENERATION) {
+		fail(err, "commit");
+		return;
+	}
+	cli_warn("commit refused: %s", err->msg);
+	stop(EX_TEMPFAIL_, true);
+}
+
 /* ---------------------------------------------------------------- */
 /* output                                                            */
 /* ---------------------------------------------------------------- */
@@ -694,6 +708,8 @@ static void out_written(void)
 
 static void out_break(int status, const char *why)
 {
+	/* What stdout took before it broke is done: credit it first. */
+	out_written();
 	out.broken = true;
 	mq_w_reset(&out.buf);
 	out.off = 0;
@@ -834,7 +850,7 @@ static int commit_now(const char *why)
 			continue;
 		if (mq_ep_commit(ep, o.group, S.member_id, S.generation, 0, e,
 				 n, &err) < 0) {
-			fail(&err, "commit");
+			fail_commit(&err);
 			return -1;
 		}
 		for (size_t k = 0; k < n; k++) {
@@ -878,7 +894,7 @@ static int apply_assignment(const mq_assignment *a)
 	mq_group_info *g = NULL;
 	mq_topic_meta *m = NULL;
 	size_t ng = 0, nm = 0;
-	bool fresh = false;
+	bool fresh = false, pin = false;
 	mq_err err;
 
 	for (size_t i = 0; i < nparts; i++) {
@@ -921,6 +937,8 @@ static int apply_assignment(const mq_assignment *a)
 			start = 0;  /* the fetch corrects it */
 		else
 			start = o.from_beginning ? pm->start : pm->visible;
+		if (committed < 0 && pm)
+			pin = true;
 		part_start(p, start, committed);
 		note("partition %s/%d assigned, starting at %" PRId64 "%s",
 		     p->topic, p->id, start,
@@ -928,6 +946,13 @@ static int apply_assignment(const mq_assignment *a)
 	}
 	mq_group_info_free(g, ng);
 	mq_topic_meta_free(m, nm);
+	/* A partition new to the group starts where --from-new says, and
+	 * that position is committed at once: a member killed before its
+	 * first commit must not come back to a newer end and skip what was
+	 * sent in between. */
+	if (pin && o.commit != C_MANUAL &&
+	    commit_now("the starting position, new to the group") < 0)
+		return -1;
 	return 0;
 }
 
@@ -996,6 +1021,30 @@ static void heartbeat(void)
 /* plain reading (no group)                                          */
 /* ---------------------------------------------------------------- */
 
+/* Every topic named must exist (75 if not), as for a plain reader. */
+static void check_topics(const mq_topic_meta *m, size_t nm)
+{
+	for (size_t i = 0; i < nm; i++)
+		if (m[i].code)
+			cli_die(EX_TEMPFAIL_, "topic %s: %s", m[i].name,
+				m[i].code == MQ_E_NO_TOPIC ? "no such topic"
+							   : mq_code_name(m[i].code));
+}
+
+/* Before joining a group: its topics must exist. */
+static void group_start(void)
+{
+	mq_topic_meta *m;
+	size_t nm;
+	mq_err err;
+
+	if (mq_ep_metadata(ep, o.topics, o.ntopics, &m, &nm, &err) < 0)
+		cli_die(cli_exit_code(&err), "%s", err.msg);
+	check_topics(m, nm);
+	mq_topic_meta_free(m, nm);
+	join();
+}
+
 static void plain_start(void)
 {
 	mq_topic_meta *m;
@@ -1004,11 +1053,8 @@ static void plain_start(void)
 
 	if (mq_ep_metadata(ep, o.topics, o.ntopics, &m, &nm, &err) < 0)
 		cli_die(cli_exit_code(&err), "%s", err.msg);
+	check_topics(m, nm);
 	for (size_t i = 0; i < nm; i++) {
-		if (m[i].code)
-			cli_die(EX_TEMPFAIL_, "topic %s: %s", m[i].name,
-				m[i].code == MQ_E_NO_TOPIC ? "no such topic"
-							   : mq_code_name(m[i].code));
 		if (o.partition >= m[i].nparts)
 			cli_usage_error("-p %d: topic %s has %d partition(s)",
 					o.partition, m[i].name, m[i].nparts);
@@ -2022,7 +2068,7 @@ int main(int argc, char **argv)
 		if (mq_dlq_topic(o.group, S.dlq_topic, sizeof S.dlq_topic,
 				 &err) < 0)
 			cli_die(EX_USAGE_, "%s", err.msg);
-		join();
+		group_start();
 		S.next_commit = mq_mono_ms() + o.commit_interval_ms;
 	} else {
 		plain_start();

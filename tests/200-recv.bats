@@ -85,6 +85,13 @@ teardown() { mq_teardown; }
 	run --separate-stderr mq-recv "${MQ[@]}" -t nosuch -e
 	[ "$status" -eq 75 ]
 	[[ $stderr == *"nosuch"* ]]
+	# A group member too, with or without -e (it must not wait forever).
+	run --separate-stderr timeout 10 mq-recv "${MQ[@]}" -t nosuch -g g -e
+	[ "$status" -eq 75 ]
+	[[ $stderr == *"topic nosuch: no such topic"* ]]
+	run --separate-stderr timeout 10 mq-recv "${MQ[@]}" -t other -t nosuch -g g
+	[ "$status" -eq 75 ]
+	[[ $stderr == *"topic nosuch: no such topic"* ]]
 }
 
 @test "-e reads every partition to its end; -n stops after exactly N" {

@@ -105,6 +105,18 @@ G=(--session-timeout 2000 --commit-interval 100ms)
 	[ "$(( 50000 - ${lines[0]} + 1 ))" -eq "${#lines[@]}" ]
 }
 
+@test "a closed stdout commits every message its reader took" {
+	start_store
+	seq -f 'message-number-%010g' 1 40000 | send t -p 0 --async
+	# dd takes exactly 102,400 bytes: 3,938 whole messages of 26 bytes,
+	# all of them written, so all committed.
+	mq-recv "${MQ[@]}" -t t -g g "${G[@]}" --from-new beginning |
+		dd bs=4096 count=25 iflag=fullblock of=/dev/null status=none
+	run -0 mq-recv "${MQ[@]}" -t t -g g "${G[@]}" -e -n 1
+	local first=${output##*-}
+	[ "$((10#$first - 1))" -ge 3938 ]
+}
+
 @test "a reader slower than the session timeout does not cost the membership" {
 	start_store
 	seq 1 50000 | send t -p 0 --async

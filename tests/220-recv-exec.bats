@@ -57,6 +57,33 @@ ids() {
 	[ "$(wc -l < "$T/done")" -le 64 ]
 }
 
+@test "a new group killed before its first commit resumes where it started" {
+	start_store
+	seq 1 3 | send t -p 0
+	# A new group starts at the end (offset 3), and commits only hourly.
+	OUT=$T/out setsid mq-recv "${MQ[@]}" -t t -g g "${G[@]}" \
+		--commit-interval 1h --exec 'echo "$MQ_ID" >> "$OUT"; sleep 30' \
+		2> "$T/err1" 3>&- &
+	local pid=$!
+	RECV_PIDS=$pid
+	# Its starting position is committed as soon as it has one ...
+	wait_for eval '[ "$(committed g)" = "t/0=3 " ]'
+	echo new | send t -p 0
+	wait_for lines_ge "$T/out" 1
+	[ "$(cat "$T/out")" = t/0/3 ]
+	# ... so killed in the middle of the first message, it comes back to
+	# that message, not to the end that has moved past it.
+	crash "$pid"
+	RECV_PIDS=
+	OUT=$T/out2 run --separate-stderr -0 mq-recv "${MQ[@]}" -t t -g g "${G[@]}" \
+		-e --exec 'echo "$MQ_ID" >> "$OUT"'
+	[ "$(cat "$T/out2")" = t/0/3 ]
+	# With --commit manual, mq-recv commits nothing, not even that.
+	run --separate-stderr -0 mq-recv "${MQ[@]}" -t t -g m "${G[@]}" \
+		--commit manual -e
+	[ "$(committed m)" = "" ]
+}
+
 @test "at-most-once: killed mid-batch, nothing runs twice and at most the in-flight are lost" {
 	start_store
 	seq 1 60 | send t -p 0

@@ -1,5 +1,6 @@
 /* msg.c - messages as JSON lines, base64 and UTF-8 checks (see msg.h). */
 #include "msg.h"
+#include "name.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -224,7 +225,9 @@ static bool has_binary_header(const mq_record *r)
 void cli_json_record(mq_wbuf *w, const char *topic, int32_t partition,
 		     const mq_record *r)
 {
-	char num[160];
+	/* Room for the longest topic (internal names included) and the id
+	 * built from it: TOPIC/PARTITION/OFFSET. */
+	char num[MQ_TOPIC_MAX + 64];
 
 	w_text(w, "{\"topic\":");
 	cli_json_str(w, topic, strlen(topic));
