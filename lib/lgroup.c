@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -264,7 +266,8 @@ static int scan_members(const char *gdir, bool cleanup, const char *self_name,
 
 		if (cleanup && strncmp(d->d_name, TMP_PREFIX,
 				       sizeof TMP_PREFIX - 1) == 0) {
-			/* ".tmp-<pid>-<n>": a join that never finished. */
+			/* ".tmp-<pid>-<n>-<nonce>": a join that never
+			 * finished. */
 			long pid = strtol(d->d_name + sizeof TMP_PREFIX - 1,
 					  NULL, 10);
 			if (!pid_alive(pid))
@@ -353,12 +356,32 @@ static int set_topics(mq_lgroup *g, const char *const *topics, size_t n,
 	return 0;
 }
 
+/*
+ * A few random bits for a member's id and file name. The pid alone is
+ * not enough: a container's consumer is pid 1 every time it restarts, so
+ * a new member would take the id a dead one left in its owner files (and
+ * count those partitions as its own without holding their locks), or the
+ * name of the dead one's member file while someone is removing it.
+ */
+static uint32_t member_nonce(void)
+{
+	uint32_t v;
+	struct timespec ts;
+
+	if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t)sizeof v)
+		return v;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec ^
+	       ((uint32_t)getpid() << 16);
+}
+
 int mq_lg_join(const char *groups_dir, const char *group, const char *client,
 	       uint32_t session_ms, const char *const *topics, size_t ntopics,
 	       mq_lgroup **out, mq_err *err)
 {
 	char path[PATH_MAX], tmp[PATH_MAX], *text = NULL;
 	unsigned n = ++serial;
+	uint32_t nonce = member_nonce();
 	size_t len;
 	mq_lgroup *g;
 
@@ -373,8 +396,8 @@ int mq_lg_join(const char *groups_dir, const char *group, const char *client,
 	snprintf(g->group, sizeof g->group, "%s", group);
 	clean_word(g->client, sizeof g->client, client && *client ? client
 						 : "member");
-	snprintf(g->id, sizeof g->id, "%.100s-%ld.%u", g->client,
-		 (long)getpid(), n);
+	snprintf(g->id, sizeof g->id, "%.90s-%ld.%u-%08x", g->client,
+		 (long)getpid(), n, nonce);
 	if (set_topics(g, topics, ntopics, err) < 0 ||
 	    mq_pathf(g->gdir, sizeof g->gdir, err, "%s/%s", groups_dir,
 		  group) < 0 ||
@@ -383,10 +406,10 @@ int mq_lg_join(const char *groups_dir, const char *group, const char *client,
 	    mkdir_durable(path, g->gdir, err) < 0 ||
 	    mq_pathf(tmp, sizeof tmp, err, "%s/%s", g->gdir, OWNERS) < 0 ||
 	    mkdir_durable(tmp, g->gdir, err) < 0 ||
-	    mq_pathf(g->file, sizeof g->file, err, "%s/%ld-%u%s", path,
-		  (long)getpid(), n, LOCK_EXT) < 0 ||
-	    mq_pathf(tmp, sizeof tmp, err, "%s/%s%ld-%u", path, TMP_PREFIX,
-		  (long)getpid(), n) < 0)
+	    mq_pathf(g->file, sizeof g->file, err, "%s/%ld-%u-%08x%s", path,
+		  (long)getpid(), n, nonce, LOCK_EXT) < 0 ||
+	    mq_pathf(tmp, sizeof tmp, err, "%s/%s%ld-%u-%08x", path,
+		  TMP_PREFIX, (long)getpid(), n, nonce) < 0)
 		goto fail;
 	/* Locked before it gets the name others look for (lgroup.h). */
 	g->fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

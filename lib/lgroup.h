@@ -7,7 +7,8 @@
  * however it dies, its locks go with it, and the others see at once that
  * it is gone and that its partitions are free.
  *
- *   GROUPS_DIR/<group>/members/<pid>-<n>.lock   one per live member:
+ *   GROUPS_DIR/<group>/members/<pid>-<n>-<nonce>.lock   one per live member
+ *       (the random nonce: pids repeat, in containers above all):
  *       "mq-member 1\nid <member id>\nclient <name>\ntopics <t> ...\n"
  *   GROUPS_DIR/<group>/owners/<topic>.<partition>.lock
  *       flock'ed by the partition's owner, which writes "<member id>\n"

@@ -256,6 +256,29 @@ has_all() { [ -z "$(sort -u "$2" | comm -13 - <(sort -u "$1"))" ]; }
 	[ "$(jq -s 'map(select(.members != null)) | .[0].members' <<< "$output")" = 0 ]
 }
 
+@test "a member restarted with the same pid, as in a container, takes its partitions back" {
+	dir_only
+	unshare -pf --mount-proc true 2> /dev/null ||
+		skip "cannot start a process in a new pid namespace here"
+	start_store
+	make_topic t 2
+	# The first one runs as pid 1, takes both partitions (committing
+	# where it starts), and is killed.
+	unshare -pf --mount-proc --kill-child mq-recv -d "$DATA" -t t -g g \
+		--from-new beginning > /dev/null 2>&1 3>&- &
+	local first=$!
+	BG_PIDS="${BG_PIDS:-} $first"
+	wait_for eval '[ "$(committed g)" = "t/0=0 t/1=0 " ]'
+	kill -KILL "$first"
+	wait "$first" 2> /dev/null || true
+	seq 1 4 | mq-send -d "$DATA" -t t -q
+	# The next one is pid 1 again, on the same host: the dead one's
+	# partitions are free, and it takes them.
+	run --separate-stderr -0 timeout 20 unshare -pf --mount-proc \
+		mq-recv -d "$DATA" -t t -g g -e
+	[ "$(sort -n <<< "$output")" = "$(seq 1 4)" ]
+}
+
 @test "a stopped broker's directory, or a copy of it, is read in place" {
 	start_broker
 	mq-send -b "unix:$MQ_SOCK" -t t one two three > /dev/null
