@@ -1122,7 +1122,7 @@ static int json_uint(const cJSON *v, int64_t max, int64_t *out)
 static int parse_json_id(const char *s, size_t len, struct cid *c, char *why,
 			 size_t whysz)
 {
-	cJSON *root = cJSON_ParseWithLength(s, len), *id, *t;
+	cJSON *root = cli_json_line(s, len), *id, *t;
 	int64_t part, off;
 	mq_err err;
 	int rc = -1;
@@ -1443,10 +1443,22 @@ static void commit_stdin(mq_ep **ep, struct ids *ids)
 		size_t before;
 
 		if (stop_signal) {
-			/* Take what is already there, then stop. */
-			while (poll(&pfd, 1, 0) == 1 && in_read(&in, 0) == 1)
-				;
-			in_lines(&in, ids, true);
+			/* Take what is already there, then stop. A line
+			 * still being written is not an id yet: it is left
+			 * out, unless the input has ended there. */
+			bool eof = false;
+
+			while (poll(&pfd, 1, 0) == 1) {
+				int got = in_read(&in, 0);
+				if (got == 0)
+					eof = true;
+				if (got != 1)
+					break;
+			}
+			in_lines(&in, ids, eof);
+			if (in.len)
+				cli_warn("stopping: the unfinished last line "
+					 "(%zu bytes) was left out", in.len);
 			break;
 		}
 		if (ids->n && !whole) {

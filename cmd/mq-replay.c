@@ -618,7 +618,8 @@ static int32_t *seq_of(const char *topic, int32_t part)
  * Send one record to topic/part (part -1: the endpoint chooses, by the
  * key) and wait until the broker acknowledged it. A send that timed out
  * waiting for the flush is sent again with the same sequence number, so
- * the broker answers with the offset it gave the first time. 0 with *res,
+ * the broker answers with the offset it gave the first time; a send with
+ * no sequence number (part -1) is not sent again. 0 with *res,
  * or -1 with err: the broker's refusal or a transport failure.
  */
 static int send_sync(mq_ep *ep, const char *topic, int32_t part,
@@ -653,7 +654,12 @@ static int send_sync(mq_ep *ep, const char *topic, int32_t part,
 			return 0;
 		}
 		mq_errf(err, ev.code, "%s", ev.msg);
-		if (ev.code != MQ_E_FLUSH_TIMEOUT || tries == SEND_TRIES)
+		/* Only a numbered batch may go again: the broker knows it.
+		 * One without a number (to a topic that did not exist yet)
+		 * would be appended twice; the replay log's intent lets the
+		 * next run find where it landed. */
+		if (ev.code != MQ_E_FLUSH_TIMEOUT || !seq ||
+		    tries == SEND_TRIES)
 			break;
 	}
 	/* A batch that timed out flushing is in the log: its number is
@@ -929,7 +935,7 @@ static void read_stdin_ids(void)
 		if (!*s || *s == '\n' || *s == '\r' || *s == '#')
 			continue;
 		if (*s == '{') {
-			j = cJSON_ParseWithLength(s, (size_t)(line + len - s));
+			j = cli_json_line(s, (size_t)(line + len - s));
 			v = cJSON_GetObjectItemCaseSensitive(j, "dlq_id");
 			if (!cJSON_IsString(v))
 				v = cJSON_GetObjectItemCaseSensitive(j, "id");

@@ -199,8 +199,9 @@ log_count() {
 @test "-J: a malformed line is reported with its number (65); the others are sent" {
 	start_store
 	run --separate-stderr -65 mq-send "${MQ[@]}" -J -t t < <(printf '%s\n' \
-		'{"value":"a"}' 'not json' '{"key":"k"}' '{"value":"d"}' '[1]')
-	[ "${#lines[@]}" -eq 5 ]
+		'{"value":"a"}' 'not json' '{"key":"k"}' '{"value":"d"}' '[1]' \
+		'{"value":"f"} {"value":"g"}')
+	[ "${#lines[@]}" -eq 6 ]
 	jq -e '.status == "ok"' <<< "${lines[0]}"
 	jq -e '.line == 2 and .status == "invalid" and (.reason | test("JSON"))' <<< "${lines[1]}"
 	jq -e '.line == 3 and .status == "invalid" and (.reason | test("value"))' <<< "${lines[2]}"
@@ -208,6 +209,8 @@ log_count() {
 	[[ $stderr == *"line 2: malformed input"* ]]
 	[[ $stderr == *"line 3: malformed input"* ]]
 	[[ $stderr == *"line 5: malformed input"* ]]
+	# Two objects on one line are not one message.
+	jq -e '.line == 6 and .status == "invalid"' <<< "${lines[5]}"
 	# With -q, nothing on stdout; still 65.
 	run --separate-stderr -65 mq-send "${MQ[@]}" -J -q -t t < <(printf '%s\n' x '{"value":"e"}')
 	[ -z "$output" ]

@@ -104,6 +104,7 @@ orders/1/7|beyond the end
 {"id":"orders/0/x"}|the offset is not a whole number
 {"topic":"orders","partition":-1,"offset":1}|must be whole numbers
 {not json|not a JSON object
+{"id":"orders/0/2"} {"id":"orders/0/3"}|not a JSON object
 EOF
 	# Arguments are one batch as well, numbered as arguments.
 	run --separate-stderr -65 mq-offset "${MQ[@]}" commit -g etl orders/0/3 junk
@@ -141,10 +142,12 @@ EOF
 	start_store
 	mq-send "${MQ[@]}" -t jobs -q a b c d
 	mkfifo "$T/fifo"
-	mq-offset "${MQ[@]}" commit -q -g etl --interval 1h < "$T/fifo" &
+	mq-offset "${MQ[@]}" commit -q -g etl --interval 1h < "$T/fifo" 2> "$T/err" &
 	committer=$!
 	exec 7> "$T/fifo"
-	printf 'jobs/0/0\njobs/0/1\n' >&7
+	# The last line is still being written when the signal comes: it is
+	# left out, and the whole lines before it are committed.
+	printf 'jobs/0/0\njobs/0/1\n{"id":"jobs/0/' >&7
 	sleep 0.3
 	kill -TERM "$committer"
 	status=0
@@ -152,6 +155,7 @@ EOF
 	exec 7>&-
 	[ "$status" -eq 0 ]
 	[ "$(committed etl)" = "jobs/0=2 " ]
+	[[ $(cat "$T/err") == *"the unfinished last line (14 bytes) was left out"* ]]
 }
 
 # The load stage of the pipeline: "process" each message (append its

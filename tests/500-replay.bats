@@ -324,6 +324,33 @@ ms_to_iso() {
 	[ "$(jq -r .replayed <<< "$output" | sort -u)" = true ]
 }
 
+@test "a resend to a new topic that times out flushing goes once; the next run records it" {
+	broker_only
+	# The broker's fdatasync of the new topic's files stalls while
+	# $T/gate exists (tests/unit/slow_fdatasync.c).
+	LD_PRELOAD=$MQ_BUILD/tests/slow_fdatasync.so \
+	MQ_SLOW_FDATASYNC_GATE=$T/gate MQ_SLOW_FDATASYNC_PATH=/topics/fresh/ \
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+		start_store --flush sync --flush-timeout 300
+	dead 2
+	touch "$T/gate"
+	run --separate-stderr mq-replay "${MQ[@]}" -g billing --to fresh 0
+	[ "$status" -eq 75 ]
+	[[ $stderr == *"%DLQ%billing/0/0: not replayed"*"--flush-timeout"* ]]
+	rm "$T/gate"
+	# Written once, and never sent again by that run (readers see it once
+	# the stalled flush has finished).
+	wait_for eval '[ -n "$(mq-recv "${MQ[@]}" -t fresh -e)" ]'
+	run -0 mq-recv "${MQ[@]}" -t fresh -e
+	[ "$output" = bad1 ]
+	# The next run finds it there, records it, and sends the other.
+	run --separate-stderr -0 mq-replay "${MQ[@]}" -g billing --to fresh
+	[[ $stderr == *"%DLQ%billing/0/0 had been replayed as fresh/0/0 by a run that was interrupted; recorded now"* ]]
+	[[ $output =~ ^%DLQ%billing/0/1\ -\>\ fresh/0/1$ ]]
+	run -0 mq-recv "${MQ[@]}" -t fresh -e
+	[ "$(tr '\n' ' ' <<< "$output")" = "bad1 bad2 " ]
+}
+
 @test "--to another topic, which is created; keys keep together" {
 	start_store --partitions 3
 	dead 4
@@ -377,6 +404,11 @@ ms_to_iso() {
 	run --separate-stderr -65 mq-replay "${MQ[@]}" -g billing -n - <<< 'orders/0/1'
 	[[ $stderr == *"stdin line 1"* ]]
 	run --separate-stderr -65 mq-replay "${MQ[@]}" -g billing -n - <<< '{"value":"x"}'
+	# Two objects on one line: not one id, and neither is left out quietly.
+	run --separate-stderr -65 mq-replay "${MQ[@]}" -g billing -n - \
+		<<< '{"dlq_id":"%DLQ%billing/0/2"}{"dlq_id":"%DLQ%billing/0/4"}'
+	[[ $stderr == *"stdin line 1"* ]]
+	[ -z "$output" ]
 	# An id beyond the end: 65, nothing done.
 	run --separate-stderr -65 mq-replay "${MQ[@]}" -g billing 3 99
 	[[ $stderr == *"no dead letter %DLQ%billing/0/99"*"offsets 0 to 5"* ]]

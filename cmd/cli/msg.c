@@ -319,10 +319,28 @@ static int get_int(cJSON *o, const char *name, int64_t max, int64_t *out,
 	return 0;
 }
 
+cJSON *cli_json_line(const char *line, size_t len)
+{
+	const char *end = NULL;
+	cJSON *j = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+
+	if (!j)
+		return NULL;
+	/* cJSON stops after the first value: what follows must be blank,
+	 * or a second object on the line would go unseen. */
+	for (; end && end < line + len; end++)
+		if (*end != ' ' && *end != '\t' && *end != '\r' &&
+		    *end != '\n' && *end != '\0') {
+			cJSON_Delete(j);
+			return NULL;
+		}
+	return j;
+}
+
 int cli_json_parse(const char *line, size_t len, cli_msgbuf *b, cli_msg *m,
 		   mq_err *err)
 {
-	cJSON *o = cJSON_ParseWithLength(line, len), *h, *hb, *it;
+	cJSON *o = cli_json_line(line, len), *h, *hb, *it;
 	struct span key, value;
 	struct span *hs = NULL;
 	size_t nh = 0, i;

@@ -58,6 +58,12 @@ typedef struct cli_msgbuf {
 } cli_msgbuf;
 void cli_msgbuf_free(cli_msgbuf *b);
 
+struct cJSON;
+/* Parse a JSON line of len bytes (no NUL needed) holding one value and
+ * nothing after it but white space; NULL if it does not. Free the result
+ * with cJSON_Delete. */
+struct cJSON *cli_json_line(const char *line, size_t len);
+
 /* Parse one JSON line (len bytes, no NUL needed) into m, with its bytes
  * in b (valid until the next parse into b). -1 + err (MQ_E_INVAL, a
  * message saying what is wrong) on malformed input. */
