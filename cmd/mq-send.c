@@ -396,8 +396,9 @@ static void print_failure(uint64_t line, int code, int32_t partition,
 	if (code == 0) {
 		mq_w_raw(&w, "\"status\":\"invalid\"", 18);
 	} else {
-		snprintf(head, sizeof head, "\"topic\":\"%s\",", O.topic);
-		mq_w_raw(&w, head, strlen(head));
+		mq_w_raw(&w, "\"topic\":", 8);
+		cli_json_str(&w, O.topic, strlen(O.topic));
+		mq_w_raw(&w, ",", 1);
 		if (partition >= 0) {
 			snprintf(head, sizeof head, "\"partition\":%" PRId32 ",",
 				 partition);
@@ -1012,6 +1013,20 @@ static int send_batch(struct batch *b)
 
 /* Send what may be sent: per partition in queue order, stopping at the
  * first batch that must wait. */
+/* Whether pump may send the ready batch b of p now (its backoff aside):
+ * not while the replies awaited fill --inflight, a partition's window is
+ * full, or a hole in its numbering waits for what is out to come back. */
+static bool may_send(const struct part *p, const struct batch *b)
+{
+	if (!acked())
+		return true;
+	if (inflight >= O.inflight)
+		return false;
+	if (p->hole && p->nsent > 0)
+		return false;
+	return b->ever_sent || p->window < WINDOW;
+}
+
 static void pump(void)
 {
 	int64_t now = mq_mono_ms();
@@ -1039,7 +1054,7 @@ static void pump(void)
 				break;
 			if (acked() && inflight >= O.inflight)
 				return;
-			if (acked() && !b->ever_sent && p->window >= WINDOW)
+			if (!may_send(p, b))
 				break;
 			if (send_batch(b) < 0)
 				return;
@@ -1082,9 +1097,12 @@ static int64_t next_timer(void)
 		struct part *p = part_at(i);
 		if (p->open)
 			t = sooner(t, now, p->open->deadline);
+		/* A batch that may not go yet waits for a reply, not a
+		 * time: counting it would spin the loop. */
 		for (struct batch *b = p->head; b; b = b->next)
 			if (b->state == B_READY) {
-				t = sooner(t, now, b->not_before);
+				if (may_send(p, b))
+					t = sooner(t, now, b->not_before);
 				break;
 			}
 	}
@@ -1143,6 +1161,8 @@ static void wait_some(bool want_input)
 	}
 }
 
+static void abandon_input(void);
+
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -1154,19 +1174,20 @@ static void on_signal(int sig)
 static void check_signals(void)
 {
 	if (signals && !stopping) {
+		/* The lines already read are sent (take_input goes on with
+		 * what the buffer holds, reading no more, and says where it
+		 * stopped). */
 		stopping = true;
 		stop_deadline = mq_mono_ms() + O.timeout_ms;
-		if (reading)
-			cli_warn("interrupted: stopped reading after %s %" PRIu64
-				 "; waiting for the replies in flight",
-				 O.args ? "argument" : "line", n_lines);
-		stop_reading();
 	}
-	if (stopping && !quiet_everywhere() &&
-	    (signals >= 2 || mq_mono_ms() >= stop_deadline)) {
-		fail_everything(MQ_E_TIMEOUT, signals >= 2
-				? "interrupted before the broker answered"
-				: "interrupted, and no reply within --timeout");
+	if (stopping && (signals >= 2 || mq_mono_ms() >= stop_deadline)) {
+		if (reading)
+			abandon_input();
+		if (!quiet_everywhere())
+			fail_everything(MQ_E_TIMEOUT, signals >= 2
+					? "interrupted before the broker answered"
+					: "interrupted, and no reply within "
+					  "--timeout");
 	}
 }
 
@@ -1275,6 +1296,8 @@ static int learn_partitions(const cli_msg *m, size_t size, uint64_t line)
 		cli_warn("topic %s does not exist and was not created%s; "
 			 "stopped reading", O.topic, acked() ? ""
 			 : " (is auto-creation off?)");
+		if (!fatal_exit)
+			fatal_exit = EX_TEMPFAIL_;
 		stop_reading();
 	}
 	return 1;
@@ -1421,7 +1444,9 @@ static void take_line(const char *s, size_t n, uint64_t line)
 				cli_die(EX_SOFTWARE_, "out of memory");
 			hscratch_cap = need;
 		}
-		memcpy(hscratch, m.headers, (size_t)m.nheaders * sizeof *hscratch);
+		if (m.nheaders)
+			memcpy(hscratch, m.headers,
+			       (size_t)m.nheaders * sizeof *hscratch);
 		memcpy(hscratch + m.nheaders, O.headers,
 		       (size_t)O.nheaders * sizeof *hscratch);
 		m.headers = hscratch;
@@ -1474,6 +1499,7 @@ static int in_next(const char **line, size_t *len)
 	if (in.skipping) {
 		in.skipping = false;
 		*len = in.skip_len + n;
+		in.skip_len = 0;
 		return IN_LONG;
 	}
 	*len = n;
@@ -1532,7 +1558,7 @@ static int in_fill(void)
 
 static bool can_take_input(void)
 {
-	if (!reading || signals)
+	if (!reading)
 		return false;
 	if (O.mode == M_SYNC)
 		return quiet_everywhere();
@@ -1569,6 +1595,16 @@ static bool take_input(void)
 			stop_reading();
 			return true;
 		case IN_MORE:
+			if (stopping) {
+				/* Interrupted: what was read is taken, the
+				 * rest stays unread. */
+				cli_warn("interrupted: stopped reading after %s %"
+					 PRIu64 "; waiting for the replies in "
+					 "flight", O.args ? "argument" : "line",
+					 in.lineno);
+				stop_reading();
+				return true;
+			}
 			if (filled || !in_fill())
 				return any;
 			filled = any = true;
@@ -1576,6 +1612,26 @@ static bool take_input(void)
 		}
 	}
 	return any;
+}
+
+/* Interrupted again, or out of time, with whole lines read but not yet
+ * taken: they are not sent, and each is reported as such. */
+static void abandon_input(void)
+{
+	uint64_t first = in.lineno + 1, n = 0;
+
+	if (!O.args)
+		for (size_t i = in.r; i < in.w; i++)
+			n += in.buf[i] == in.delim;
+	else
+		n = (uint64_t)(O.nargs - in.argi);
+	stop_reading();
+	if (n) {
+		cli_warn("%s %" PRIu64 " to %" PRIu64 " %s read but not sent: "
+			 "interrupted", O.args ? "arguments" : "lines", first,
+			 first + n - 1, n == 1 ? "was" : "were");
+		n_failed += n;
+	}
 }
 
 /* ---- options ---- */

@@ -272,6 +272,28 @@ log_count() {
 	[[ $stderr == *"unknown topic nope"* ]]
 	run --separate-stderr -75 mq-send "${MQ[@]}" -t nope -K : --async k:a k:b
 	[[ $stderr == *"unknown topic nope"* ]]
+	# Oneway hears no reply, but the topic is looked up first.
+	run --separate-stderr -75 mq-send "${MQ[@]}" -t nope --oneway a b
+	[[ $stderr == *"topic nope does not exist and was not created"* ]]
+}
+
+@test "-J with -H: the headers are added to lines that carry none" {
+	start_store
+	mq-send "${MQ[@]}" -t t -J -H z=1 -q '{"value":"a"}' '{"value":"b","headers":{"y":"2"}}'
+	run -0 mq-recv "${MQ[@]}" -t t -e -J
+	[ "$(jq -c .headers <<< "${lines[0]}")" = '{"z":"1"}' ]
+	[ "$(jq -c .headers <<< "${lines[1]}")" = '{"y":"2","z":"1"}' ]
+}
+
+@test "started with stdout closed: the messages are sent, nothing else is written to" {
+	start_store
+	run -0 bash -c 'printf "a\nb\n" | mq-send "$@" -t t >&-' _ "${MQ[@]}"
+	run -0 mq-recv "${MQ[@]}" -t t -e
+	[ "$output" = "$(printf 'a\nb')" ]
+	if [ "${MQ_TEST_STORE:-broker}" = dir ]; then
+		# The ids did not land in the directory's lock file.
+		! grep -q 't/0/' "$DATA/lock"
+	fi
 }
 
 @test "timestamps: now by default, the JSON timestamp when given" {

@@ -317,6 +317,52 @@ out_has() {
 	[ "$(grep -ac 'never read' "$DATA"/topics/t/0/*.log)" -eq 0 ]
 }
 
+@test "SIGINT: lines already read are still sent; the rest stays unread" {
+	start_store
+	numbered 3000 > "$T/lines"
+	send_from_fifo "${MQ[@]}" -t t
+	# One write: mq-send reads far more than it has sent when the
+	# signal comes.
+	cat "$T/lines" >&8
+	wait_for out_has 1
+	kill -INT "$SEND_PID"
+	sleep 0.5
+	printf 'after-the-signal\n' >&8
+	finish_send
+	[ "$SEND_STATUS" -eq 0 ]
+	local n
+	n=$(wc -l < "$T/out")
+	grep -q "interrupted: stopped reading after line $n;" "$T/err"
+	# What it read is a whole number of lines, each sent once, in order.
+	run -0 mq-recv "${MQ[@]}" -t t -e
+	[ "$output" = "$(head -n "$n" "$T/lines")" ]
+	[ "$n" -gt 1 ]
+}
+
+@test "async: waiting for replies at the --inflight limit costs no CPU" {
+	broker_only
+	start_store
+	send_from_fifo -b "unix:$MQ_SOCK" -t t --async --batch-bytes 1K --inflight 2
+	printf 'first\n' >&8
+	wait_for out_has 1
+	# The broker stops answering; more than --inflight batches queue up.
+	kill -STOP "$BROKER_PID"
+	numbered 2000 >&8
+	sleep 0.5
+	local a b
+	a=$(awk '{ print $14 + $15 }' "/proc/$SEND_PID/stat")
+	sleep 1.5
+	b=$(awk '{ print $14 + $15 }' "/proc/$SEND_PID/stat")
+	kill -CONT "$BROKER_PID"
+	finish_send
+	echo "# CPU while waiting: $((b - a)) ticks in 1.5 s" >&3
+	# A loop that spins takes a whole core (about 150 ticks); waiting
+	# takes next to none.
+	[ "$((b - a))" -lt 30 ]
+	[ "$SEND_STATUS" -eq 0 ]
+	[ "$(wc -l < "$T/out")" -eq 2001 ]
+}
+
 @test "SIGTERM with replies that never come: 75 after --timeout, naming the lines" {
 	broker_only
 	start_store

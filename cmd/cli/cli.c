@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,8 +15,17 @@ static const char *progname = "mq";
 void cli_init(const char *argv0)
 {
 	const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+
 	if (argv0)
 		progname = slash ? slash + 1 : argv0;
+	/* Started with stdin, stdout or stderr closed, the next file or
+	 * socket opened would take its number, and data or diagnostics
+	 * would go into a broker connection or a lock file: hold each
+	 * closed one on /dev/null. */
+	for (int fd = 0; fd <= 2; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF &&
+		    open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
+			_exit(EX_IOERR_);
 }
 
 const char *cli_progname(void)
