@@ -857,6 +857,10 @@ static void on_reply(struct batch *b, int code, const char *msg,
 	}
 	switch (code) {
 	case MQ_E_SEQUENCE:
+		/* Out of sequence: this batch is not in the log, and as the
+		 * broker takes no gap, neither is any later one of p. */
+		for (struct batch *a = b; a; a = a->next)
+			a->lost = false;
 		/* An earlier batch was not written (it failed, or will be
 		 * resent): this one goes again after it. */
 		for (struct batch *a = p->head; a && a != b; a = a->next)
@@ -1013,6 +1017,16 @@ static int send_batch(struct batch *b)
 
 /* Send what may be sent: per partition in queue order, stopping at the
  * first batch that must wait. */
+/* Whether a batch of p not yet decided may be in the log already: it was
+ * sent on a connection that broke before its reply came. */
+static bool in_doubt(const struct part *p)
+{
+	for (const struct batch *b = p->head; b; b = b->next)
+		if (b->state != B_DONE && b->lost)
+			return true;
+	return false;
+}
+
 /* Whether pump may send the ready batch b of p now (its backoff aside):
  * not while the replies awaited fill --inflight, a partition's window is
  * full, or a hole in its numbering waits for what is out to come back. */
@@ -1040,16 +1054,27 @@ static void pump(void)
 
 		if (!p->head)
 			continue;
+		/*
+		 * A hole: a batch failed for good, so the numbers after it
+		 * will never fit. Those that may be in the log go again first,
+		 * as they were: the broker answers a copy it has with its
+		 * offsets, or one it never wrote with out-of-sequence. Only
+		 * then are the rest (never written, surely) renumbered under
+		 * a new producer id; renumbering one the broker has would
+		 * store it twice.
+		 */
 		if (acked() && p->hole) {
 			if (p->nsent > 0)
 				continue;
-			if (fix_hole(p) < 0)
+			if (!in_doubt(p) && fix_hole(p) < 0)
 				return;
 		}
 		for (struct batch *b = p->head, *next; b; b = next) {
 			next = b->next;
 			if (b->state != B_READY)
 				continue;
+			if (acked() && p->hole && !b->lost)
+				continue;	/* renumbered once none is in doubt */
 			if (b->not_before > now)
 				break;
 			if (acked() && inflight >= O.inflight)

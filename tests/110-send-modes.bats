@@ -384,6 +384,37 @@ out_has() {
 	grep -q 'lines 2-3: not acknowledged' "$T/err"
 }
 
+@test "a batch whose retries run out does not make the ones after it go twice" {
+	broker_only
+	# While $T/gate exists the broker's fdatasync stalls: each produce
+	# is written to the log and never answered (tests/unit/
+	# slow_fdatasync.c); other requests are answered as usual.
+	LD_PRELOAD=$MQ_BUILD/tests/slow_fdatasync.so MQ_SLOW_FDATASYNC_GATE=$T/gate \
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+		start_store --flush sync --flush-timeout 1h
+	mq-send "${MQ[@]}" -t t -q first
+	touch "$T/gate"
+	# x goes on the first connection, a on the second, where x runs out
+	# of retries while a, written but unanswered, is still in doubt. a
+	# must go again as it was (the broker knows it), not renumbered as a
+	# new producer's (which the broker would append a second time).
+	send_from_fifo "${MQ[@]}" -t t --async --batch-bytes 1 --linger 0 \
+		--timeout 1s --retries 1
+	printf 'x\n' >&8
+	sleep 1.5
+	printf 'a\n' >&8
+	finish_send
+	rm "$T/gate"
+	[ "$SEND_STATUS" -eq 75 ]
+	grep -q 'line 1: not acknowledged.*it may have been written' "$T/err"
+	grep -q 'line 2: not acknowledged.*it may have been written' "$T/err"
+	wait_for eval '[ "$(mq-recv "${MQ[@]}" -t t -e | wc -l)" -ge 3 ]'
+	sleep 0.3
+	run -0 mq-recv "${MQ[@]}" -t t -e
+	echo "# topic: $(tr "\n" " " <<< "$output")" >&3
+	[ "$output" = "$(printf 'first\nx\na')" ]
+}
+
 @test "no reply within --timeout: the connection is given up (69) after retries" {
 	broker_only
 	start_store
