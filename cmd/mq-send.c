@@ -249,6 +249,9 @@ static bool reading = true;
 static bool stopping;           /* after a signal */
 static int64_t stop_deadline;
 static volatile sig_atomic_t signals;
+/* Written by on_signal, watched beside stdin: a signal that comes just
+ * before poll(2) still wakes it. */
+static int wake_pipe[2] = { -1, -1 };
 static int64_t now_ms;          /* wall clock for record timestamps */
 
 /* outcome */
@@ -701,7 +704,8 @@ static int reopen(mq_err *err)
 {
 	mq_ep_opts o = { .timeout_ms = (int)O.timeout_ms,
 			 .client_name = client_name,
-			 .local_sync = O.mode != M_ONEWAY };
+			 .local_sync = O.mode != M_ONEWAY,
+			 .interrupted = &signals, .interrupt_at = 2 };
 
 	if (ep_dir)
 		o.dir = ep_addr + 4;	/* "dir:" */
@@ -1173,8 +1177,14 @@ static void wait_some(bool want_input)
 		else if (rc > 0)
 			on_event(&ev);
 	} else if (want_input) {
-		struct pollfd pfd = { .fd = 0, .events = POLLIN };
-		poll(&pfd, 1, t > INT32_MAX ? INT32_MAX : (int)t);
+		struct pollfd pfd[2] = { { .fd = 0, .events = POLLIN },
+					 { .fd = wake_pipe[0], .events = POLLIN } };
+		char drain[64];
+
+		if (poll(pfd, 2, t > INT32_MAX ? INT32_MAX : (int)t) > 0 &&
+		    (pfd[1].revents & POLLIN))
+			while (read(wake_pipe[0], drain, sizeof drain) > 0)
+				;
 	} else if (want_events) {
 		rc = mq_ep_wait(ep, t < 0 || t > 100 ? 100 : (int)t, &ev, &err);
 		if (rc < 0)
@@ -1190,8 +1200,14 @@ static void abandon_input(void);
 
 static void on_signal(int sig)
 {
+	int e = errno;
+
 	(void)sig;
 	signals++;
+	if (wake_pipe[1] >= 0 && write(wake_pipe[1], "", 1) < 0) {
+		/* full: poll wakes anyway */
+	}
+	errno = e;
 }
 
 /* A signal: stop reading, finish what is in flight within --timeout; a
@@ -1834,6 +1850,8 @@ static void setup_signals(void)
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = 0;	/* no SA_RESTART: a blocked poll returns */
+	if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		cli_die(EX_SOFTWARE_, "pipe: %s", strerror(errno));
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -1873,6 +1891,8 @@ int main(int argc, char **argv)
 	eo.timeout_ms = (int)O.timeout_ms;
 	eo.client_name = client_name;
 	eo.local_sync = O.mode != M_ONEWAY;
+	eo.interrupted = &signals;
+	eo.interrupt_at = 2;
 	ep = cli_open_endpoint(O.broker, O.dir, &eo);
 	snprintf(ep_addr, sizeof ep_addr, "%s", mq_ep_name(ep));
 	ep_dir = mq_ep_is_local(ep);

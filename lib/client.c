@@ -52,6 +52,8 @@ struct mq_client {
 	mq_wbuf out;             /* scratch for the call-style helpers */
 	void (*stray)(void *arg, mq_reply *r);  /* replies to other ids */
 	void *stray_arg;
+	const volatile sig_atomic_t *interrupted;  /* see mq_client_opts */
+	int interrupt_at;
 };
 
 /* ---- failures ---- */
@@ -116,10 +118,11 @@ static int64_t deadline_after(int timeout_ms)
 	return timeout_ms < 0 ? -1 : mq_mono_ms() + timeout_ms;
 }
 
-/* Wait for events on the socket; 1 ready, 0 timed out, -1 errno. */
-static int wait_fd(int fd, short events, int64_t deadline)
+/* Wait for events on c's socket; 1 ready, 0 timed out, -1 errno (EINTR
+ * when the program's signals say to give up). */
+static int wait_fd(const mq_client *c, short events, int64_t deadline)
 {
-	struct pollfd pfd = { .fd = fd, .events = events };
+	struct pollfd pfd = { .fd = c->fd, .events = events };
 	int n;
 
 	for (;;) {
@@ -127,6 +130,8 @@ static int wait_fd(int fd, short events, int64_t deadline)
 		if (n >= 0)
 			return n > 0;
 		if (errno != EINTR)
+			return -1;
+		if (c->interrupted && *c->interrupted >= c->interrupt_at)
 			return -1;
 	}
 }
@@ -159,6 +164,10 @@ int mq_client_open(const char *addr, const mq_client_opts *opts,
 		opts->connect_timeout_ms : DEF_CONNECT_TIMEOUT;
 	c->request_timeout_ms = opts && opts->request_timeout_ms > 0 ?
 		opts->request_timeout_ms : DEF_REQUEST_TIMEOUT;
+	if (opts) {
+		c->interrupted = opts->interrupted;
+		c->interrupt_at = opts->interrupt_at;
+	}
 	c->max_frame = DEF_MAX_FRAME;
 	c->max_message = DEF_MAX_FRAME;
 	mq_addr_format(&a, c->name, sizeof c->name);
@@ -241,7 +250,7 @@ static int send_all(mq_client *c, const uint8_t *p, size_t len,
 			continue;
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 			return lost(c, err, errno, "lost connection to");
-		int rc = wait_fd(c->fd, POLLOUT, deadline);
+		int rc = wait_fd(c, POLLOUT, deadline);
 		if (rc < 0)
 			return lost(c, err, errno, "poll on connection to");
 		if (rc == 0) {
@@ -374,7 +383,7 @@ int mq_client_recv(mq_client *c, int timeout_ms, mq_reply *r, mq_err *err)
 		}
 		if (in_reserve(c, need, err) < 0)
 			return -1;
-		rc = wait_fd(c->fd, POLLIN, deadline);
+		rc = wait_fd(c, POLLIN, deadline);
 		if (rc == 0)
 			return 0;
 		if (rc < 0)

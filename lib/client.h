@@ -14,6 +14,7 @@
 #ifndef MQ_CLIENT_H
 #define MQ_CLIENT_H
 
+#include <signal.h>
 #include "mq.h"
 #include "proto.h"
 
@@ -22,6 +23,12 @@ typedef struct mq_client mq_client;
 typedef struct mq_client_opts {
 	int connect_timeout_ms;   /* 0 = 5000 */
 	int request_timeout_ms;   /* call-style helpers; 0 = 30000 */
+	/* If set, a wait that a signal interrupts gives up (the client
+	 * breaks with MQ_E_CONNECT, "interrupted") once *interrupted has
+	 * reached interrupt_at: a program's signal counter, so that a
+	 * second Ctrl-C need not wait out a timeout. */
+	const volatile sig_atomic_t *interrupted;
+	int interrupt_at;
 } mq_client_opts;
 
 /* Connect to addr ("host:port" or "unix:/path") and ask the broker for

@@ -37,6 +37,9 @@ typedef struct mq_ep_opts {
 	bool local_sync;
 	/* Local only: partitions for topics created by a produce. */
 	int local_partitions;
+	/* Broker only: see mq_client_opts. */
+	const volatile sig_atomic_t *interrupted;
+	int interrupt_at;
 } mq_ep_opts;
 
 /* Exactly one of opts->broker and opts->dir must be set. */

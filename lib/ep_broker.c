@@ -310,7 +310,9 @@ static const struct mq_ep_ops broker_ops = {
 int mq_ep_broker_open(const mq_ep_opts *o, mq_ep *ep, mq_err *err)
 {
 	mq_client_opts co = { .connect_timeout_ms = o->timeout_ms,
-			      .request_timeout_ms = o->timeout_ms };
+			      .request_timeout_ms = o->timeout_ms,
+			      .interrupted = o->interrupted,
+			      .interrupt_at = o->interrupt_at };
 	struct bimpl *b = calloc(1, sizeof *b);
 
 	if (!b)

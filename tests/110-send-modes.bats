@@ -327,7 +327,8 @@ out_has() {
 	wait_for out_has 1
 	kill -INT "$SEND_PID"
 	sleep 0.5
-	printf 'after-the-signal\n' >&8
+	# (mq-send may be done already, and the fifo closed.)
+	printf 'after-the-signal\n' >&8 2> /dev/null || true
 	finish_send
 	[ "$SEND_STATUS" -eq 0 ]
 	local n
@@ -413,6 +414,33 @@ out_has() {
 	run -0 mq-recv "${MQ[@]}" -t t -e
 	echo "# topic: $(tr "\n" " " <<< "$output")" >&3
 	[ "$output" = "$(printf 'first\nx\na')" ]
+}
+
+@test "a second SIGINT stops a reconnect that would wait out --timeout" {
+	broker_only
+	start_store
+	start_proxy
+	send_from_fifo -b "unix:$T/proxy.sock" -t t --timeout 20s
+	printf 'a\n' >&8
+	wait_for out_has 1
+	# The relay goes, and in its place something accepts connections
+	# and never answers: the reconnect waits for the broker's status.
+	stop_proxy
+	setsid socat UNIX-LISTEN:"$T/proxy.sock",fork,unlink-early \
+		EXEC:"sleep 60" 2>> "$T/proxy.log" 8>&- &
+	PROXY_PID=$!
+	wait_for test -S "$T/proxy.sock"
+	printf 'b\n' >&8
+	sleep 1
+	local t0=$SECONDS
+	kill -INT "$SEND_PID"
+	sleep 0.3
+	kill -INT "$SEND_PID"
+	finish_send
+	echo "# stopped $((SECONDS - t0)) s after the signals" >&3
+	[ "$((SECONDS - t0))" -lt 10 ]
+	[ "$SEND_STATUS" -ne 0 ]
+	grep -q 'line 2: not acknowledged' "$T/err"
 }
 
 @test "no reply within --timeout: the connection is given up (69) after retries" {

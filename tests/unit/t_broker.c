@@ -273,7 +273,8 @@ static int broker_start(struct broker *b)
 		return -1;
 	}
 	for (int64_t end = mq_mono_ms() + 15000; mq_mono_ms() < end;) {
-		mq_client_opts o = { 500, 2000 };
+		mq_client_opts o = { .connect_timeout_ms = 500,
+				   .request_timeout_ms = 2000 };
 		int st;
 
 		if (waitpid(b->pid, &st, WNOHANG) == b->pid) {
@@ -369,7 +370,8 @@ static void broker_teardown(struct broker *b)
 
 static mq_client *open_client(const struct broker *b)
 {
-	mq_client_opts o = { 5000, 15000 };
+	mq_client_opts o = { .connect_timeout_ms = 5000,
+				   .request_timeout_ms = 15000 };
 	mq_client *c = NULL;
 	mq_err err;
 
@@ -921,7 +923,8 @@ struct ack {
 static void crash_producer(const char *addr, int wfd, int64_t seq)
 {
 	struct { uint32_t id; int32_t part; int64_t seq; int n; } fl[CRASH_WINDOW];
-	mq_client_opts o = { 5000, 10000 };
+	mq_client_opts o = { .connect_timeout_ms = 5000,
+				   .request_timeout_ms = 10000 };
 	mq_batch_builder bb;
 	mq_client *c;
 	mq_wbuf w;

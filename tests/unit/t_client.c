@@ -286,7 +286,8 @@ static void fake_stop(struct fake *f)
 	close(f->lfd);
 }
 
-static const mq_client_opts quick = { 1000, 300 };
+static const mq_client_opts quick = { .connect_timeout_ms = 1000,
+				   .request_timeout_ms = 300 };
 
 /* ---- tests without a broker ---- */
 
@@ -962,7 +963,8 @@ static int broker_start(struct broker *b, const char *flush, bool tcp,
 		_exit(127);
 	}
 	for (int64_t end = mq_mono_ms() + 5000; mq_mono_ms() < end;) {
-		mq_client_opts o = { 200, 1000 };
+		mq_client_opts o = { .connect_timeout_ms = 200,
+				   .request_timeout_ms = 1000 };
 		int st;
 		if (waitpid(b->pid, &st, WNOHANG) == b->pid) {
 			fprintf(stderr, "broker exited at start (status %d)\n", st);
@@ -1005,7 +1007,8 @@ static void broker_stop(struct broker *b)
 
 static mq_client *open_client(const struct broker *b)
 {
-	mq_client_opts o = { 2000, 10000 };
+	mq_client_opts o = { .connect_timeout_ms = 2000,
+				   .request_timeout_ms = 10000 };
 	mq_client *c = NULL;
 	mq_err err;
 

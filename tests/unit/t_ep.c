@@ -82,7 +82,8 @@ static int broker_start(struct fx *f, const char *extra)
 		_exit(127);
 	}
 	for (int64_t end = mq_mono_ms() + 5000; mq_mono_ms() < end;) {
-		mq_client_opts o = { 200, 1000 };
+		mq_client_opts o = { .connect_timeout_ms = 200,
+				   .request_timeout_ms = 1000 };
 		mq_client *c;
 		mq_err err;
 		int st;
