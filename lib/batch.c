@@ -606,3 +606,28 @@ int mq_bb_finish(mq_batch_builder *b, int64_t producer_id,
 	mq_batch_seal(p, b->len);
 	return 0;
 }
+
+int mq_batch_check_sizes(const uint8_t *batch, size_t len,
+			 uint32_t max_message, const char *hint, mq_err *err)
+{
+	mq_batch_iter it;
+	mq_record rec;
+	int rc, i = 0;
+
+	if (mq_batch_iter_init(&it, batch, len, err) < 0)
+		return -1;
+	while ((rc = mq_batch_iter_next(&it, &rec, err)) == 1) {
+		uint64_t size = (uint64_t)(rec.key_len > 0 ? rec.key_len : 0) +
+				(uint64_t)(rec.value_len > 0 ? rec.value_len : 0) +
+				rec.headers_len;
+		if (size > max_message)
+			return mq_errf(err, MQ_E_TOO_LARGE,
+				       "record %d of the batch is %llu bytes; the "
+				       "limit is %u%s%s%s", i,
+				       (unsigned long long)size, max_message,
+				       hint ? " (" : "", hint ? hint : "",
+				       hint ? ")" : "");
+		i++;
+	}
+	return rc < 0 ? -1 : 0;
+}

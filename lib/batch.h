@@ -167,6 +167,15 @@ int mq_batch_iter_init(mq_batch_iter *it, const uint8_t *p, size_t len,
  * r point into the batch buffer. */
 int mq_batch_iter_next(mq_batch_iter *it, mq_record *r, mq_err *err);
 
+/*
+ * Check that every record of the batch (len bytes, validated) holds at
+ * most max_message bytes of key, value and headers: 0, or -1 + err
+ * (MQ_E_TOO_LARGE naming the record and the limit, with hint appended
+ * if not NULL, e.g. the option that sets the limit).
+ */
+int mq_batch_check_sizes(const uint8_t *batch, size_t len,
+			 uint32_t max_message, const char *hint, mq_err *err);
+
 /* ---- builder ---- */
 
 typedef struct mq_batch_builder {

@@ -197,29 +197,6 @@ void lo_end_write(struct limpl *l)
 
 /* ---- producing ---- */
 
-/* Every record must fit the per-message limit (as the broker checks). */
-static int check_records(const uint8_t *batch, size_t len, mq_err *err)
-{
-	mq_batch_iter it;
-	mq_record rec;
-	int rc, i = 0;
-
-	if (mq_batch_iter_init(&it, batch, len, err) < 0)
-		return -1;
-	while ((rc = mq_batch_iter_next(&it, &rec, err)) == 1) {
-		uint64_t size = (uint64_t)(rec.key_len > 0 ? rec.key_len : 0) +
-				(uint64_t)(rec.value_len > 0 ? rec.value_len : 0) +
-				rec.headers_len;
-		if (size > MAX_MESSAGE)
-			return mq_errf(err, MQ_E_TOO_LARGE,
-				       "record %d of the batch is %llu bytes; the "
-				       "limit is %u", i, (unsigned long long)size,
-				       MAX_MESSAGE);
-		i++;
-	}
-	return rc < 0 ? -1 : 0;
-}
-
 static struct pseq *seq_find(struct limpl *l, int64_t pid, const char *topic,
 			     int32_t partition, bool add)
 {
@@ -297,7 +274,7 @@ static int produce(mq_ep *ep, const char *topic, int32_t partition,
 		return -1;
 	memcpy(l->buf, batch, len);
 	if (mq_batch_validate(l->buf, len, &h, &e) < 0 ||
-	    check_records(l->buf, len, &e) < 0)
+	    mq_batch_check_sizes(l->buf, len, MAX_MESSAGE, NULL, &e) < 0)
 		goto fail;
 	if (mq_part_failed(p)) {
 		mq_errf(&e, MQ_E_READ_ONLY, "%s/%d no longer accepts writes: %s",

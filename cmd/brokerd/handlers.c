@@ -193,30 +193,6 @@ static void h_create_topic(struct conn *c, const mq_frame *f, mq_rbuf *r)
 	reply_ok(c, f->id, f->type);
 }
 
-/* Every record must fit the per-message limit. */
-static int check_records(struct broker *b, const uint8_t *batch, size_t len,
-			 mq_err *err)
-{
-	mq_batch_iter it;
-	mq_record rec;
-	int rc, i = 0;
-
-	if (mq_batch_iter_init(&it, batch, len, err) < 0)
-		return -1;
-	while ((rc = mq_batch_iter_next(&it, &rec, err)) == 1) {
-		uint64_t size = (uint64_t)(rec.key_len > 0 ? rec.key_len : 0) +
-				(uint64_t)(rec.value_len > 0 ? rec.value_len : 0) +
-				rec.headers_len;
-		if (size > b->o.max_message)
-			return mq_errf(err, MQ_E_TOO_LARGE,
-				       "record %d of the batch is %llu bytes; the "
-				       "limit is %u (--max-message-bytes)", i,
-				       (unsigned long long)size, b->o.max_message);
-		i++;
-	}
-	return rc < 0 ? -1 : 0;
-}
-
 static void h_produce(struct conn *c, const mq_frame *f, mq_rbuf *r)
 {
 	struct broker *b = c->b;
@@ -265,7 +241,8 @@ static void h_produce(struct conn *c, const mq_frame *f, mq_rbuf *r)
 	if (!(bp = find_part(b, name, part, &err)))
 		goto fail;
 	if (mq_batch_validate(batch, (size_t)blen, &h, &err) < 0 ||
-	    check_records(b, batch, (size_t)blen, &err) < 0)
+	    mq_batch_check_sizes(batch, (size_t)blen, b->o.max_message,
+				 "--max-message-bytes", &err) < 0)
 		goto fail;
 	if (h.producer_id == 0 || h.producer_id >= b->pid_limit ||
 	    h.producer_id < -1) {

@@ -827,6 +827,26 @@ TEST(fuzz_resealed)
 	mq_bb_free(&b);
 }
 
+TEST(record_sizes_checked)
+{
+	mq_batch_builder b;
+	mq_header h = { (const uint8_t *)"hk", 2, (const uint8_t *)"hv", 2 };
+	mq_err err;
+
+	REQUIRE_EQ(mq_bb_init(&b, 0, &err), 0);
+	/* Key 3 + value 5 + header 6 (as encoded: two lengths, key and
+	 * value) = 14 bytes in record 1. */
+	REQUIRE_EQ(mq_bb_add(&b, 1, NULL, -1, "a", 1, NULL, 0, &err), 0);
+	REQUIRE_EQ(mq_bb_add(&b, 1, "key", 3, "value", 5, &h, 1, &err), 0);
+	REQUIRE_EQ(mq_bb_finish(&b, -1, -1, -1, &err), 0);
+	CHECK_EQ_INT(mq_batch_check_sizes(b.buf, b.len, 14, NULL, &err), 0);
+	CHECK_EQ_INT(mq_batch_check_sizes(b.buf, b.len, 13, "--opt", &err), -1);
+	CHECK_EQ_INT(err.code, MQ_E_TOO_LARGE);
+	CHECK(strstr(err.msg, "record 1 of the batch is 14 bytes") != NULL);
+	CHECK(strstr(err.msg, "limit is 13 (--opt)") != NULL);
+	mq_bb_free(&b);
+}
+
 int main(void)
 {
 	RUN(exact_layout);
@@ -847,5 +867,6 @@ int main(void)
 	RUN(offset_delta_order);
 	RUN(unsupported_attributes);
 	RUN(fuzz_resealed);
+	RUN(record_sizes_checked);
 	return harness_done();
 }
