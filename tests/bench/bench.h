@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "proto.h"
 
 static const char *bench_name = "bench";
 
@@ -113,6 +114,39 @@ static void bench_create_topic(const char *addr, const char *topic)
 	    err.code != MQ_E_EXISTS)
 		bench_fail("create topic", err.msg);
 	mq_client_close(c);
+}
+
+/* Produce the batch (len bytes) `batches` times to partition 0 of topic
+ * over c, with up to `window` requests in flight; every reply must be
+ * ok. */
+__attribute__((unused))
+static void bench_produce_pipelined(mq_client *c, const char *topic,
+				    const uint8_t *batch, size_t len,
+				    long batches, long window)
+{
+	long sent = 0, acked = 0;
+	mq_wbuf w;
+	mq_err err;
+
+	mq_w_init(&w);
+	while (acked < batches) {
+		mq_reply r;
+
+		mq_w_reset(&w);
+		while (sent < batches && sent - acked < window) {
+			mq_req_produce(&w, mq_client_next_id(c), topic, 0, NULL,
+				       -1, 1, batch, len);
+			sent++;
+		}
+		if (w.len && mq_client_send(c, w.p, w.len, &err) < 0)
+			bench_fail("send", err.msg);
+		if (mq_client_recv(c, -1, &r, &err) != 1)
+			bench_fail("receive", err.msg);
+		if (r.code)
+			bench_fail("produce failed", r.msg);
+		acked++;
+	}
+	mq_w_free(&w);
 }
 
 #endif

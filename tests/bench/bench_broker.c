@@ -70,33 +70,13 @@ static double produce_pipelined(const char *topic, long records)
 {
 	mq_client *c = bench_connect(addr);
 	mq_batch_builder b;
-	mq_wbuf w;
-	mq_err err;
-	long batches = records / BATCH, sent = 0, acked = 0;
-	double t0;
+	long batches = records / BATCH;
+	double t0, secs;
 
 	make_batch(&b, BATCH, -1, -1);
-	mq_w_init(&w);
 	t0 = bench_now();
-	while (acked < batches) {
-		mq_reply r;
-		mq_w_reset(&w);
-		while (sent < batches && sent - acked < WINDOW) {
-			mq_req_produce(&w, mq_client_next_id(c), topic, 0, NULL,
-				       -1, 1, b.buf, b.len);
-			sent++;
-		}
-		if (w.len && mq_client_send(c, w.p, w.len, &err) < 0)
-			die("send", &err);
-		if (mq_client_recv(c, -1, &r, &err) != 1)
-			die("receive", &err);
-		if (r.code)
-			fprintf(stderr, "bench_broker: produce failed: %s\n", r.msg),
-				exit(1);
-		acked++;
-	}
-	double secs = bench_now() - t0;
-	mq_w_free(&w);
+	bench_produce_pipelined(c, topic, b.buf, b.len, batches, WINDOW);
+	secs = bench_now() - t0;
 	mq_bb_free(&b);
 	mq_client_close(c);
 	return (double)(batches * BATCH) / secs;

@@ -81,9 +81,7 @@ static void fill(const char *topic, long records)
 	mq_client *c = bench_connect(addr);
 	mq_batch_builder b;
 	uint8_t value[RECORD_BYTES];
-	mq_wbuf w;
 	mq_err err;
-	long batches = records / BATCH, sent = 0, acked = 0;
 
 	bench_create_topic(addr, topic);
 	memset(value, 'x', sizeof value);
@@ -95,26 +93,8 @@ static void fill(const char *topic, long records)
 			die("batch", &err);
 	if (mq_bb_finish(&b, -1, -1, -1, &err) < 0)
 		die("batch", &err);
-	mq_w_init(&w);
-	while (acked < batches) {
-		mq_reply r;
-		mq_w_reset(&w);
-		while (sent < batches && sent - acked < WINDOW) {
-			mq_req_produce(&w, mq_client_next_id(c), topic, 0, NULL,
-				       -1, 1, b.buf, b.len);
-			sent++;
-		}
-		if (w.len && mq_client_send(c, w.p, w.len, &err) < 0)
-			die("send", &err);
-		if (mq_client_recv(c, -1, &r, &err) != 1)
-			die("receive", &err);
-		if (r.code) {
-			fprintf(stderr, "bench_recv: produce failed: %s\n", r.msg);
-			exit(1);
-		}
-		acked++;
-	}
-	mq_w_free(&w);
+	bench_produce_pipelined(c, topic, b.buf, b.len, records / BATCH,
+				WINDOW);
 	mq_bb_free(&b);
 	mq_client_close(c);
 }
