@@ -726,18 +726,25 @@ static int backoff_ms(int attempt)
 	return d > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : (int)d;
 }
 
-/* Every batch not yet decided fails with reason (after a fatal error). */
-static void fail_everything(int code, const char *reason)
+/* Close the endpoint: nothing is in flight on it any more. */
+static void drop_connection(void)
 {
-	stop_reading();
 	if (ep) {
 		mq_ep_close(ep);
 		ep = NULL;
 	}
 	inflight = 0;
+	for (int32_t i = -1; i < parts_used; i++)
+		part_at(i)->nsent = 0;
+}
+
+/* Every batch not yet decided fails with reason (after a fatal error). */
+static void fail_everything(int code, const char *reason)
+{
+	stop_reading();
+	drop_connection();
 	for (int32_t i = -1; i < parts_used; i++) {
 		struct part *p = part_at(i);
-		p->nsent = 0;
 		for (struct batch *b = p->head, *next; b; b = next) {
 			next = b->next;
 			if (b->state != B_DONE)
@@ -770,14 +777,9 @@ static void connection_lost(const mq_err *why)
 	int64_t now = mq_mono_ms();
 	mq_err err = *why;
 
-	if (ep) {
-		mq_ep_close(ep);
-		ep = NULL;
-	}
-	inflight = 0;
+	drop_connection();
 	for (int32_t i = -1; i < parts_used; i++) {
 		struct part *p = part_at(i);
-		p->nsent = 0;
 		for (struct batch *b = p->head, *next; b; b = next) {
 			next = b->next;
 			if (b->state != B_SENT)
