@@ -12,6 +12,7 @@
  * Without a built broker every test is reported skipped.
  */
 #include "harness.h"
+#include "broker_ready.h"
 
 #include "batch.h"
 #include "client.h"
@@ -263,8 +264,8 @@ static pid_t spawn_broker(const char *dir, const char *addr,
  * builds start slowly) until a client can open a connection. */
 static int broker_start(struct broker *b)
 {
-	mq_err err = { .msg = "not tried" };
-	mq_client *c;
+	mq_err err;
+	int st, rc;
 
 	b->pid = spawn_broker(b->dir, b->addr, b->opts, b->nopts, b->fsize,
 			      b->log);
@@ -272,21 +273,13 @@ static int broker_start(struct broker *b)
 		FAIL("fork: %s", strerror(errno));
 		return -1;
 	}
-	for (int64_t end = mq_mono_ms() + 15000; mq_mono_ms() < end;) {
-		mq_client_opts o = { .connect_timeout_ms = 500,
-				   .request_timeout_ms = 2000 };
-		int st;
-
-		if (waitpid(b->pid, &st, WNOHANG) == b->pid) {
-			FAIL("broker exited at start (status 0x%x)", st);
-			b->pid = -1;
-			return -1;
-		}
-		if (mq_client_open(b->addr, &o, &c, &err) == 0) {
-			mq_client_close(c);
-			return 0;
-		}
-		sleep_ms(10);
+	rc = broker_wait_ready(b->pid, b->addr, 15000, &st, &err);
+	if (rc == 0)
+		return 0;
+	if (rc == -1) {
+		FAIL("broker exited at start (status 0x%x)", st);
+		b->pid = -1;
+		return -1;
 	}
 	FAIL("broker did not answer at %s within 15 s: %s", b->addr, err.msg);
 	return -1;

@@ -10,6 +10,7 @@
  * while the broker is not built.
  */
 #include "harness.h"
+#include "broker_ready.h"
 
 #include "batch.h"
 #include "client.h"
@@ -929,8 +930,7 @@ static void broker_dump_log(const struct broker *b)
 static int broker_start(struct broker *b, const char *flush, bool tcp,
 			const char *extra)
 {
-	mq_client *c;
-	mq_err err = { .msg = "not tried" };
+	mq_err err;
 
 	memset(b, 0, sizeof *b);
 	b->pid = -1;
@@ -962,21 +962,19 @@ static int broker_start(struct broker *b, const char *flush, bool tcp,
 		      "--flush", flush, extra, (char *)NULL);
 		_exit(127);
 	}
-	for (int64_t end = mq_mono_ms() + 5000; mq_mono_ms() < end;) {
-		mq_client_opts o = { .connect_timeout_ms = 200,
-				   .request_timeout_ms = 1000 };
+	{
 		int st;
-		if (waitpid(b->pid, &st, WNOHANG) == b->pid) {
-			fprintf(stderr, "broker exited at start (status %d)\n", st);
+
+		switch (broker_wait_ready(b->pid, b->addr, 5000, &st, &err)) {
+		case 0:
+			return 0;
+		case -1:
+			fprintf(stderr, "broker exited at start (status %d)\n",
+				st);
 			b->pid = -1;
 			broker_dump_log(b);
 			return -1;
 		}
-		if (mq_client_open(b->addr, &o, &c, &err) == 0) {
-			mq_client_close(c);
-			return 0;
-		}
-		sleep_ms(20);
 	}
 	fprintf(stderr, "broker did not answer at %s within 5 s: %s\n",
 		b->addr, err.msg);

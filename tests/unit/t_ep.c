@@ -12,6 +12,7 @@
  * read-only opens.
  */
 #include "harness.h"
+#include "broker_ready.h"
 
 #include "batch.h"
 #include "client.h"
@@ -81,23 +82,18 @@ static int broker_start(struct fx *f, const char *extra)
 		      "--flush", "sync", extra, (char *)NULL);
 		_exit(127);
 	}
-	for (int64_t end = mq_mono_ms() + 5000; mq_mono_ms() < end;) {
-		mq_client_opts o = { .connect_timeout_ms = 200,
-				   .request_timeout_ms = 1000 };
-		mq_client *c;
+	{
 		mq_err err;
 		int st;
 
-		if (waitpid(f->broker, &st, WNOHANG) == f->broker) {
+		switch (broker_wait_ready(f->broker, f->addr, 5000, &st, &err)) {
+		case 0:
+			return 0;
+		case -1:
 			f->broker = -1;
 			dump_log(f);
 			return -1;
 		}
-		if (mq_client_open(f->addr, &o, &c, &err) == 0) {
-			mq_client_close(c);
-			return 0;
-		}
-		sleep_ms(20);
 	}
 	return -1;
 }
