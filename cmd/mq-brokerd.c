@@ -26,13 +26,17 @@
 	((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define SHUTDOWN_GRACE_MS 10000
+#define FLUSH_SPIN_DEFAULT_US 500
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static const char usage_text[] =
 "usage: mq-brokerd [-qv] [-d dir] [-l addr]... [--pidfile file]\n"
 "                  [--flush sync|async] [--flush-interval ms]\n"
-"                  [--flush-timeout ms] [--partitions n] [--no-auto-create]\n"
-"                  [--segment-bytes size] [--retention-bytes size]\n"
-"                  [--retention-time duration] [--retention-check duration]\n"
+"                  [--flush-timeout ms] [--flush-spin us] [--partitions n]\n"
+"                  [--no-auto-create] [--segment-bytes size]\n"
+"                  [--retention-bytes size] [--retention-time duration]\n"
+"                  [--retention-check duration]\n"
 "                  [--max-message-bytes size] [--max-frame-bytes size]\n"
 "                  [--max-connections n] [--idle-timeout duration]\n"
 "                  [--max-wait duration]\n"
@@ -46,6 +50,8 @@ static const char usage_text[] =
 "                           async: acknowledge after write, flush later\n"
 "      --flush-interval MS  async flush period (default 1000)\n"
 "      --flush-timeout MS   sync: answer flush-timeout after (default 5000)\n"
+"      --flush-spin US      sync: poll up to US before sleeping\n"
+"                           (default " STR(FLUSH_SPIN_DEFAULT_US) ")\n"
 "      --partitions N       partitions of auto-created topics (default 1)\n"
 "      --no-auto-create     refuse produces to unknown topics\n"
 "      --segment-bytes SIZE roll segments at SIZE (default 1G)\n"
@@ -63,7 +69,7 @@ static const char usage_text[] =
 "  -V, --version            print the version\n";
 
 enum {
-	O_PIDFILE = 256, O_FLUSH, O_FLUSH_INTERVAL, O_FLUSH_TIMEOUT,
+	O_PIDFILE = 256, O_FLUSH, O_FLUSH_INTERVAL, O_FLUSH_TIMEOUT, O_FLUSH_SPIN,
 	O_PARTITIONS, O_NO_AUTO_CREATE, O_SEGMENT, O_RET_BYTES, O_RET_TIME,
 	O_RET_CHECK, O_MAX_MESSAGE, O_MAX_FRAME, O_MAX_CONNS, O_IDLE,
 	O_MAX_WAIT,
@@ -76,6 +82,7 @@ static const struct option longopts[] = {
 	{ "flush", required_argument, NULL, O_FLUSH },
 	{ "flush-interval", required_argument, NULL, O_FLUSH_INTERVAL },
 	{ "flush-timeout", required_argument, NULL, O_FLUSH_TIMEOUT },
+	{ "flush-spin", required_argument, NULL, O_FLUSH_SPIN },
 	{ "partitions", required_argument, NULL, O_PARTITIONS },
 	{ "no-auto-create", no_argument, NULL, O_NO_AUTO_CREATE },
 	{ "segment-bytes", required_argument, NULL, O_SEGMENT },
@@ -103,6 +110,7 @@ static void parse_args(int argc, char **argv, struct broker_opts *o)
 		.flush_sync = true,
 		.flush_interval_ms = 1000,
 		.flush_timeout_ms = 5000,
+		.flush_spin_us = FLUSH_SPIN_DEFAULT_US,
 		.default_partitions = 1,
 		.auto_create = true,
 		.segment_bytes = 1ull << 30,
@@ -144,6 +152,10 @@ static void parse_args(int argc, char **argv, struct broker_opts *o)
 		case O_FLUSH_TIMEOUT:
 			o->flush_timeout_ms = (int)cli_duration_ms(
 				"--flush-timeout", optarg, 1, 3600000);
+			break;
+		case O_FLUSH_SPIN:
+			o->flush_spin_us = (int)cli_int("--flush-spin", optarg,
+							0, 100000);
 			break;
 		case O_PARTITIONS:
 			o->default_partitions = (int)cli_int("--partitions",

@@ -26,6 +26,8 @@ teardown() { mq_teardown; }
 	[[ $stderr == *"--flush maybe"* ]]
 	run --separate-stderr -64 mq-brokerd --partitions 0
 	[[ $stderr == *"--partitions 0"* ]]
+	run --separate-stderr -64 mq-brokerd --flush-spin -1
+	[[ $stderr == *"--flush-spin -1"* ]]
 	run --separate-stderr -64 mq-brokerd --segment-bytes 12X
 	[[ $stderr == *"12X"* ]]
 	run --separate-stderr -64 mq-brokerd -d "$DATA" extra-argument
@@ -41,6 +43,31 @@ teardown() { mq_teardown; }
 	[ "$BROKER_STATUS" -eq 0 ]
 	[ ! -e "$T/pid" ]
 	grep -q ' stopped' "$T/broker.log"
+}
+
+# CPU ticks (user + system) the broker has used so far.
+broker_ticks() {
+	local stat
+	read -r stat <"/proc/$BROKER_PID/stat"
+	stat=${stat##*) }
+	set -- $stat
+	echo $((${12} + ${13}))
+}
+
+@test "--flush-spin polls only around flushes: an idle broker uses no CPU" {
+	for spin in 0 100000; do
+		start_broker --flush sync --flush-spin "$spin"
+		seq 1 20 | mq-send -t spin -q
+		before=$(broker_ticks)
+		sleep 1
+		after=$(broker_ticks)
+		# Polling without a bound would use about 100 ticks here.
+		[ $((after - before)) -le 10 ]
+		[ "$(mq-recv -t spin -n 20 | wc -l)" -eq 20 ]
+		stop_broker TERM
+		[ "$BROKER_STATUS" -eq 0 ]
+		rm -rf "$DATA"
+	done
 }
 
 @test "SIGINT also stops it with status 0" {

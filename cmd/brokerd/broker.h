@@ -51,6 +51,7 @@ struct broker_opts {
 	bool flush_sync;
 	int flush_interval_ms;      /* async: flush every N ms */
 	int flush_timeout_ms;       /* sync: answer flush-timeout after */
+	int flush_spin_us;          /* sync: spin before sleeping, 0 = never */
 	int default_partitions;
 	bool auto_create;
 	uint64_t segment_bytes;
@@ -170,6 +171,8 @@ struct flusher {
 					* that waited through it */
 	int64_t round_end_us;          /* when it was answered */
 	ev_timer gather;               /* waiting for a round to fill */
+	ev_idle spin;                  /* loop: polling while a round runs */
+	int64_t spin_until_us;
 };
 
 struct broker {
