@@ -38,8 +38,9 @@
  * which is a large part of a round when fdatasync itself takes 100 us.
  * So for at most --flush-spin microseconds each side polls instead of
  * sleeping: the loop keeps polling its sockets without blocking while a
- * round is in flight, and the flusher, after a round, yields the CPU in
- * a loop while it waits for the next one. Both then sleep as before.
+ * round is in flight and after it (for the producers' next sends), and
+ * the flusher, after a round, yields the CPU in a loop while it waits
+ * for the next one. Both then sleep as before.
  *
  * With --flush async a produce is acknowledged once written, and a round
  * runs every --flush-interval ms.
@@ -312,7 +313,7 @@ static void on_spin(struct ev_loop *loop, ev_idle *w, int revents)
 	struct flusher *f = CONTAINER(w, struct flusher, spin);
 	(void)revents;
 
-	if (!f->busy || mono_us() >= f->spin_until_us)
+	if (mono_us() >= f->spin_until_us)
 		ev_idle_stop(loop, w);
 }
 
@@ -356,6 +357,11 @@ static void on_flush_done(struct ev_loop *loop, ev_async *w, int revents)
 	f->busy = false;
 	f->crowd = before;
 	f->round_end_us = mono_us();
+	if (b->o.flush_sync && b->o.flush_spin_us > 0) {
+		/* Poll for the producers' next sends too. */
+		f->spin_until_us = f->round_end_us + b->o.flush_spin_us;
+		ev_idle_start(b->loop, &f->spin);
+	}
 	timeout_arm(b);
 	if (b->o.flush_sync)
 		flusher_maybe_kick(b);
