@@ -35,6 +35,7 @@ static const char usage_text[] =
 "                  [--flush sync|async] [--flush-interval ms]\n"
 "                  [--flush-timeout ms] [--flush-spin us] [--partitions n]\n"
 "                  [--no-auto-create] [--segment-bytes size]\n"
+"                  [--preallocate size]\n"
 "                  [--retention-bytes size] [--retention-time duration]\n"
 "                  [--retention-check duration]\n"
 "                  [--max-message-bytes size] [--max-frame-bytes size]\n"
@@ -55,6 +56,8 @@ static const char usage_text[] =
 "      --partitions N       partitions of auto-created topics (default 1)\n"
 "      --no-auto-create     refuse produces to unknown topics\n"
 "      --segment-bytes SIZE roll segments at SIZE (default 1G)\n"
+"      --preallocate SIZE   sync: grow segment files by SIZE of zeros\n"
+"                           at a time, 0 = off (default 1M)\n"
 "      --retention-bytes SIZE   keep at most SIZE per partition (default: no limit)\n"
 "      --retention-time DUR     delete segments older than DUR (default: never)\n"
 "      --retention-check DUR    how often retention runs (default 60s)\n"
@@ -70,7 +73,7 @@ static const char usage_text[] =
 
 enum {
 	O_PIDFILE = 256, O_FLUSH, O_FLUSH_INTERVAL, O_FLUSH_TIMEOUT, O_FLUSH_SPIN,
-	O_PARTITIONS, O_NO_AUTO_CREATE, O_SEGMENT, O_RET_BYTES, O_RET_TIME,
+	O_PARTITIONS, O_NO_AUTO_CREATE, O_SEGMENT, O_PREALLOC, O_RET_BYTES, O_RET_TIME,
 	O_RET_CHECK, O_MAX_MESSAGE, O_MAX_FRAME, O_MAX_CONNS, O_IDLE,
 	O_MAX_WAIT,
 };
@@ -86,6 +89,7 @@ static const struct option longopts[] = {
 	{ "partitions", required_argument, NULL, O_PARTITIONS },
 	{ "no-auto-create", no_argument, NULL, O_NO_AUTO_CREATE },
 	{ "segment-bytes", required_argument, NULL, O_SEGMENT },
+	{ "preallocate", required_argument, NULL, O_PREALLOC },
 	{ "retention-bytes", required_argument, NULL, O_RET_BYTES },
 	{ "retention-time", required_argument, NULL, O_RET_TIME },
 	{ "retention-check", required_argument, NULL, O_RET_CHECK },
@@ -114,6 +118,7 @@ static void parse_args(int argc, char **argv, struct broker_opts *o)
 		.default_partitions = 1,
 		.auto_create = true,
 		.segment_bytes = 1ull << 30,
+		.prealloc_bytes = 1 << 20,
 		.retention_check_ms = 60000,
 		.max_message = 1 << 20,
 		.max_frame = 16 << 20,
@@ -167,6 +172,10 @@ static void parse_args(int argc, char **argv, struct broker_opts *o)
 		case O_SEGMENT:
 			o->segment_bytes = cli_size("--segment-bytes", optarg,
 						    4096, UINT32_MAX);
+			break;
+		case O_PREALLOC:
+			o->prealloc_bytes = cli_size("--preallocate", optarg,
+						     0, 1ull << 30);
 			break;
 		case O_RET_BYTES:
 			o->retention_bytes = cli_size("--retention-bytes",
@@ -334,6 +343,7 @@ int main(int argc, char **argv)
 	b->start_mono = mq_mono_ms();
 	mq_w_init(&b->scratch);
 	so.part.segment_bytes = b->o.segment_bytes;
+	so.part.prealloc_bytes = b->o.flush_sync ? b->o.prealloc_bytes : 0;
 	so.part.create = true;
 	if (mq_store_open(b->o.dir, &so, &b->store, &err) < 0 ||
 	    producers_init(b, &err) < 0 || topics_load(b, &err) < 0 ||

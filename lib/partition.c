@@ -66,6 +66,7 @@ struct mq_partition {
 	bool ro;
 	uint64_t segment_bytes;
 	uint32_t index_interval;
+	uint64_t prealloc;
 
 	mq_segment **segs;       /* ascending base offset; last is active */
 	int nsegs, capsegs;
@@ -561,6 +562,27 @@ static void note_cut(mq_partition *p, const char *fmt, ...)
 }
 
 /*
+ * Cut the zero-filled tail [s->size, fsz) of a segment (read-write only),
+ * durably: a sealed segment must end where its batches end, because
+ * recovery trusts the size of the files before the recovery point.
+ */
+static int trim_tail(mq_partition *p, mq_segment *s, uint64_t fsz,
+		     mq_err *err)
+{
+	mq_err e;
+
+	if (p->ro || fsz <= s->size)
+		return 0;
+	if (ftruncate(s->fd, (off_t)s->size) < 0 || mq_io.fsync(s->fd) < 0) {
+		mq_errsys(&e, MQ_E_IO, errno, "cut the preallocated end of %s "
+			  "segment %lld", p->dir, (long long)s->base);
+		return set_failed(p, &e, err);
+	}
+	s->alloc = s->synced = s->size;
+	return 0;
+}
+
+/*
  * Walk every segment: trust what lies before rp, verify what follows and
  * stop at the first torn or corrupt batch (*cut_seg = index of the segment
  * cut, or -1). Returns 0, 1 if rp turned out not to match the log, -1.
@@ -621,6 +643,14 @@ static int load_segments(mq_partition *p, const rpoint *rp, int *cut_seg,
 		p->rinfo.batches_checked += sc.batches;
 		if (mq_index_write_tail(&s->ix, err) < 0)
 			return -1;
+		if (sc.stop == MQ_SCAN_ZEROS) {
+			/* The preallocated rest of the file: cut, but it
+			 * held no data. */
+			p->rinfo.bytes_zeros += fsz - s->size;
+			if (trim_tail(p, s, fsz, err) < 0)
+				return -1;
+			sc.stop = MQ_SCAN_END;
+		}
 		if (sc.stop != MQ_SCAN_END) {
 			note_cut(p, "segment %lld: %s", (long long)s->base,
 				 sc.why);
@@ -739,6 +769,7 @@ static int recover(mq_partition *p, mq_err *err)
 			return -1;
 	}
 	p->rp = (rpoint){ active(p)->base, active(p)->size, p->end };
+	active(p)->alloc = active(p)->size;
 	return state_write(p, err);
 }
 
@@ -815,6 +846,7 @@ int mq_part_open(const char *dir, const mq_part_opts *opts,
 		p->segment_bytes = MQ_SEGMENT_MAX_BYTES;
 	p->index_interval = opts->index_interval ? opts->index_interval
 						 : DEFAULT_INDEX_INTERVAL;
+	p->prealloc = p->ro ? 0 : opts->prealloc_bytes;
 	if (open_dir(p, opts->create, err) < 0 || recover(p, err) < 0) {
 		part_free(p);
 		return -1;
@@ -834,7 +866,8 @@ int mq_part_close(mq_partition *p, mq_err *err)
 			if (err)
 				*err = p->fail;
 			rc = -1;
-		} else if (mq_part_flush(p, err) < 0 ||
+		} else if (trim_tail(p, active(p), active(p)->alloc, err) < 0 ||
+			   mq_part_flush(p, err) < 0 ||
 			   state_write(p, err) < 0) {
 			rc = -1;
 		}
@@ -911,7 +944,8 @@ static int roll(mq_partition *p, mq_err *err)
 
 	if (old->size == 0)
 		return 0;
-	if (limit_dirty_sealed(p, err) < 0)
+	if (trim_tail(p, old, old->alloc, err) < 0 ||
+	    limit_dirty_sealed(p, err) < 0)
 		return -1;
 	if (add_seg(p, p->end, true, &added, err) < 0) {
 		/* Nothing was appended: leave the partition writable, and
@@ -940,6 +974,43 @@ int mq_part_roll(mq_partition *p, mq_err *err)
 	if (writable(p, err) < 0)
 		return -1;
 	return roll(p, err);
+}
+
+/*
+ * Grow the active segment's file with zeros, to at least need bytes and
+ * by up to p->prealloc at a time (never past the segment size). Appends
+ * then overwrite zeros instead of extending the file, so the fdatasync
+ * that follows them has only the data to write, not the file size too:
+ * on ext4 that is one device write instead of two. Recovery and readers
+ * take zeros where a batch header should be for the end of the log
+ * (MQ_SCAN_ZEROS), and the tail is cut when the segment is sealed or
+ * the partition closed. If writing the zeros fails (a full disk), the
+ * file is put back and the append goes ahead on its own, failing or not
+ * as it would have without this.
+ */
+static void preallocate(mq_partition *p, mq_segment *s, uint64_t need)
+{
+	static const uint8_t zeros[65536];
+	uint64_t at = s->alloc > s->size ? s->alloc : s->size;
+	uint64_t to = at + p->prealloc;
+
+	if (to > p->segment_bytes)
+		to = p->segment_bytes;
+	if (to <= need)
+		return;
+	while (at < to) {
+		size_t n = to - at < sizeof zeros ? (size_t)(to - at)
+						  : sizeof zeros;
+		if (mq_pwrite_full(s->fd, zeros, n, (off_t)at) < 0) {
+			if (ftruncate(s->fd, (off_t)(s->alloc > s->size ?
+						     s->alloc : s->size)) < 0) {
+				/* Zeros past the end of the log are harmless. */
+			}
+			return;
+		}
+		at += n;
+	}
+	s->alloc = to;
 }
 
 int mq_part_append(mq_partition *p, uint8_t *batch, size_t len,
@@ -971,6 +1042,8 @@ int mq_part_append(mq_partition *p, uint8_t *batch, size_t len,
 	pos = s->size;
 	nidx = s->ix.n;
 	mq_batch_set_base_offset(batch, base);
+	if (p->prealloc && pos + len > s->alloc)
+		preallocate(p, s, pos + len);
 	if (mq_pwrite_full(s->fd, batch, len, (off_t)pos) < 0) {
 		mq_errsys(&e, MQ_E_IO, errno, "append to %s segment %lld",
 			  p->dir, (long long)s->base);
@@ -996,6 +1069,8 @@ int mq_part_append(mq_partition *p, uint8_t *batch, size_t len,
 			goto undo;
 	}
 	s->size = pos + len;
+	if (s->alloc < s->size)
+		s->alloc = s->size;
 	s->end = last + 1;
 	mq_seg_note_valid(s, pos, pos + len);	/* validated above */
 	if (h.max_timestamp > s->max_ts)
@@ -1013,6 +1088,7 @@ undo:
 	if (ftruncate(s->fd, (off_t)pos) < 0) {
 		/* Recovery at the next open cuts the partial batch. */
 	}
+	s->alloc = pos;
 	if (s->vhi > pos)
 		s->vhi = s->vlo < pos ? pos : s->vlo;
 	mq_index_truncate(&s->ix, nidx, NULL);

@@ -34,6 +34,9 @@ typedef struct mq_part_opts {
 				     (0 = 1 GiB); a batch larger than it
 				     still goes in a segment of its own */
 	uint32_t index_interval;  /* bytes between index entries (0 = 4096) */
+	uint64_t prealloc_bytes;  /* grow the active segment's file in
+				     zero-filled steps of this size (0 = by
+				     each append); see mq_part_append */
 	bool read_only;           /* no recovery cut, no writes, no state
 				     file; copes with a tail being written */
 	bool create;              /* create the directory if missing */
@@ -55,6 +58,8 @@ int mq_part_close(mq_partition *p, mq_err *err);
 typedef struct mq_recovery_info {
 	uint64_t batches_checked;
 	uint64_t bytes_truncated;   /* cut from the tail */
+	uint64_t bytes_zeros;       /* zeros cut from the tail: preallocated
+				       space, no data (not in the above) */
 	int segments_removed;       /* whole segments after a cut */
 	int indexes_rebuilt;
 	char reason[128];           /* why it cut, empty if it did not */

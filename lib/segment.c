@@ -175,6 +175,47 @@ void mq_seg_note_valid(mq_segment *s, uint64_t from, uint64_t to)
 	}
 }
 
+/* 1 if a whole header's worth of bytes at pos (before limit) are zero, 0
+ * if not (a shorter run may be the start of a real header: its offset's
+ * high bytes are zero), -1 + err. */
+static int zeros_at(const mq_segment *s, uint64_t pos, uint64_t limit,
+		    mq_err *err)
+{
+	uint8_t raw[MQ_BATCH_HEADER_SIZE];
+	ssize_t got;
+
+	if (pos >= limit || limit - pos < sizeof raw)
+		return 0;
+	got = mq_pread_full(s->fd, raw, sizeof raw, (off_t)pos);
+	if (got < 0)
+		return mq_errsys(err, MQ_E_IO, errno, "read segment %lld",
+				 (long long)s->base);
+	if (got < (ssize_t)sizeof raw)
+		return 0;
+	for (ssize_t i = 0; i < got; i++)
+		if (raw[i])
+			return 0;
+	return 1;
+}
+
+/* End sc at pos, the next batch not being there: zeros or a reason. */
+static int scan_stop(const mq_segment *s, mq_scan *sc, uint64_t pos,
+		     int stop, mq_err *err)
+{
+	int z = zeros_at(s, pos, sc->limit, err);
+
+	if (z < 0)
+		return -1;
+	if (z) {
+		sc->stop = MQ_SCAN_ZEROS;
+		snprintf(sc->why, sizeof sc->why, "zero-filled from %llu",
+			 (unsigned long long)pos);
+	} else {
+		sc->stop = stop;
+	}
+	return 0;
+}
+
 int mq_seg_scan(mq_segment *s, mq_scan *sc, uint8_t **buf, size_t *cap,
 		mq_err *err)
 {
@@ -194,25 +235,21 @@ int mq_seg_scan(mq_segment *s, mq_scan *sc, uint8_t **buf, size_t *cap,
 				       sizeof sc->why, err);
 		if (r == -1)
 			return -1;
-		if (r == -2) {
-			sc->stop = MQ_SCAN_CORRUPT;
-			return 0;
-		}
+		if (r == -2)
+			return scan_stop(s, sc, pos, MQ_SCAN_CORRUPT, err);
 		if (r == 0) {
-			sc->stop = MQ_SCAN_TORN;
 			snprintf(sc->why, sizeof sc->why,
 				 "incomplete batch at %llu of %llu",
 				 (unsigned long long)pos,
 				 (unsigned long long)sc->limit);
-			return 0;
+			return scan_stop(s, sc, pos, MQ_SCAN_TORN, err);
 		}
 		if (h.base_offset != off) {
-			sc->stop = MQ_SCAN_CORRUPT;
 			snprintf(sc->why, sizeof sc->why,
 				 "batch at %llu has base offset %lld, expected %lld",
 				 (unsigned long long)pos,
 				 (long long)h.base_offset, (long long)off);
-			return 0;
+			return scan_stop(s, sc, pos, MQ_SCAN_CORRUPT, err);
 		}
 		if (mq_batch_last_offset(&h) - s->base > (int64_t)UINT32_MAX) {
 			sc->stop = MQ_SCAN_CORRUPT;

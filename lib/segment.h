@@ -109,6 +109,8 @@ typedef struct mq_segment {
 	uint64_t size;          /* bytes of known-good batches (visible end) */
 	int64_t end;            /* offset after the last batch (base if empty) */
 	uint64_t synced;        /* bytes known to be on disk */
+	uint64_t alloc;         /* writer: bytes in the file; [size, alloc)
+				 * is zero-filled (preallocated) */
 	mq_index ix;
 	int64_t max_ts;         /* newest timestamp in [0, size); -1 if none */
 	bool max_ts_known;
@@ -127,6 +129,8 @@ enum mq_scan_stop {
 	MQ_SCAN_END = 0,        /* reached the limit exactly */
 	MQ_SCAN_TORN,           /* a batch runs past the limit (incomplete) */
 	MQ_SCAN_CORRUPT,        /* bad header, CRC, records or offsets */
+	MQ_SCAN_ZEROS,          /* zeros where the next batch would begin:
+				 * the preallocated rest of the file */
 };
 
 typedef struct mq_scan {

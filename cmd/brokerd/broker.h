@@ -55,6 +55,7 @@ struct broker_opts {
 	int default_partitions;
 	bool auto_create;
 	uint64_t segment_bytes;
+	uint64_t prealloc_bytes;    /* sync: zero-filled growth step */
 	uint64_t retention_bytes;   /* per partition, 0 = none */
 	int64_t retention_ms;       /* 0 = none */
 	int retention_check_ms;

@@ -105,6 +105,10 @@ static struct btopic *topic_attach(struct broker *b, const char *name,
 				 ri->segments_removed,
 				 (unsigned long long)ri->batches_checked,
 				 ri->reason);
+		if (ri->bytes_zeros)
+			log_info("recovered %s/%d: cut %llu preallocated bytes "
+				 "(zeros) after the last batch", name, i,
+				 (unsigned long long)ri->bytes_zeros);
 		if (ri->indexes_rebuilt)
 			log_info("rebuilt %d index file(s) of %s/%d",
 				 ri->indexes_rebuilt, name, i);

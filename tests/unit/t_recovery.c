@@ -509,8 +509,13 @@ TEST(garbage_after_the_end_is_cut)
 		p = popen_(img, 0, 0);
 		REQ(p);
 		CHECK_EQ_INT(mq_part_end(p), im.end5);
+		/* Zeros are preallocated space, not damage. */
 		CHECK_EQ_INT(mq_part_recovery(p)->bytes_truncated,
-			     sizeof junk);
+			     (kind == 0 ? 0 : sizeof junk));
+		CHECK_EQ_INT(mq_part_recovery(p)->bytes_zeros,
+			     (kind == 0 ? sizeof junk : 0));
+		CHECK_EQ_INT(mq_part_recovery(p)->reason[0] == '\0',
+			     (kind == 0));
 		CHECK_EQ_INT(file_size(seg_file(img, 0, "log")), im.size5);
 		CHECK_EQ_INT(verify_all(p), 0);
 		CHECK_EQ_INT(pclose_(p), 0);
@@ -810,6 +815,191 @@ TEST(fdatasync_failure_inline_flush)
 	CHECK(state_rp_offset(dir) <= 1);
 }
 
+/* ---- preallocated segments ---- */
+
+#define STEP 65536
+
+static mq_partition *popen_prealloc(const char *dir, uint64_t seg_bytes)
+{
+	mq_part_opts o = { .segment_bytes = seg_bytes, .create = true,
+			   .prealloc_bytes = STEP };
+	mq_partition *p = NULL;
+	mq_err err = { 0 };
+
+	if (mq_part_open(dir, &o, &p, &err) < 0) {
+		fprintf(stderr, "open %s: %s\n", dir, err.msg);
+		return NULL;
+	}
+	return p;
+}
+
+/*
+ * The active segment grows in zero-filled steps; a crash leaves the zeros
+ * after the last batch. Readers see the batches; the next writer keeps
+ * them all, cuts the zeros without calling it damage, and goes on.
+ */
+TEST(preallocated_tail_after_a_crash)
+{
+	const char *dir = tpath("pre"), *img = tpath("pre-img");
+	mq_part_opts ro = { .read_only = true };
+	mq_partition *p = popen_prealloc(dir, 0), *r = NULL;
+	const mq_recovery_info *ri;
+	mq_err err = { 0 };
+	long long data;
+
+	REQ(p);
+	for (int i = 0; i < 5; i++)
+		REQ(put(p, 3, 100, NULL) == i * 3);
+	REQ(mq_part_flush(p, &err) == 0);
+	data = (long long)mq_part_bytes(p);
+	CHECK_EQ_INT(file_size(seg_file(dir, 0, "log")), STEP);
+	/* What kill -9 leaves: the files as they are now. */
+	REQ(snapshot(dir, img) == 0);
+	CHECK_EQ_INT(pclose_(p), 0);
+	CHECK_EQ_INT(file_size(seg_file(dir, 0, "log")), data);
+
+	REQ(mq_part_open(img, &ro, &r, &err) == 0);
+	CHECK_EQ_INT(mq_part_end(r), 15);
+	CHECK_EQ_INT(verify_all(r), 0);
+	CHECK_EQ_INT(mq_part_refresh(r, &err), 0);
+	CHECK_EQ_INT(mq_part_end(r), 15);
+	mq_part_close(r, NULL);
+	CHECK_EQ_INT(file_size(seg_file(img, 0, "log")), STEP);
+
+	p = popen_(img, 0, 0);
+	REQ(p);
+	ri = mq_part_recovery(p);
+	CHECK_EQ_INT(mq_part_end(p), 15);
+	CHECK_EQ_INT(ri->reason[0], '\0');
+	CHECK_EQ_INT(ri->bytes_truncated, 0);
+	CHECK_EQ_INT(ri->bytes_zeros, STEP - data);
+	CHECK_EQ_INT(file_size(seg_file(img, 0, "log")), data);
+	CHECK_EQ_INT(put(p, 2, 0, NULL), 15);
+	CHECK_EQ_INT(verify_all(p), 0);
+	CHECK_EQ_INT(pclose_(p), 0);
+}
+
+/* A torn batch inside the preallocated space is cut like any other. */
+TEST(torn_batch_in_preallocated_space)
+{
+	const char *dir = tpath("pre-torn");
+	mq_partition *p = popen_prealloc(dir, 0);
+	mq_err err = { 0 };
+	long long data;
+
+	REQ(p);
+	REQ(put(p, 3, 100, NULL) == 0);
+	REQ(mq_part_flush(p, &err) == 0);
+	data = (long long)mq_part_bytes(p);
+	REQ(put(p, 3, 100, NULL) == 3);
+	REQ(snapshot(dir, tpath("pre-torn-img")) == 0);
+	CHECK_EQ_INT(pclose_(p), 0);
+	dir = tpath("pre-torn-img");
+	/* The second batch half on disk: its end is still zeros. */
+	REQ(flip(seg_file(dir, 0, "log"), data + 80, 0x10) == 0);
+	p = popen_(dir, 0, 0);
+	REQ(p);
+	CHECK_EQ_INT(mq_part_end(p), 3);
+	CHECK(mq_part_recovery(p)->reason[0] != '\0');
+	CHECK_EQ_INT(file_size(seg_file(dir, 0, "log")), data);
+	CHECK_EQ_INT(verify_all(p), 0);
+	CHECK_EQ_INT(pclose_(p), 0);
+}
+
+/* Where the batches of the .log at path end (the first byte that does
+ * not begin a whole batch), or -1. */
+static long long batches_end(const char *path)
+{
+	uint8_t *log;
+	size_t len, pos = 0;
+	mq_batch_hdr h;
+
+	if (read_whole(path, &log, &len) < 0)
+		return -1;
+	while (len - pos >= MQ_BATCH_HEADER_SIZE &&
+	       mq_batch_parse_header(log + pos, len - pos, &h, NULL) == 0 &&
+	       mq_batch_size(&h) <= len - pos)
+		pos += mq_batch_size(&h);
+	free(log);
+	return (long long)pos;
+}
+
+/* A sealed segment ends where its batches end: zeros are cut at the roll. */
+TEST(roll_cuts_the_preallocated_tail)
+{
+	const char *dir = tpath("pre-roll");
+	mq_partition *p = popen_prealloc(dir, 8192);
+	int64_t bases[64];
+	int n = 0;
+	DIR *d;
+	struct dirent *de;
+
+	REQ(p);
+	for (int i = 0; i < 40; i++)
+		REQ(put(p, 2, 300, NULL) == i * 2);
+	REQ((d = opendir(dir)));
+	while ((de = readdir(d)) && n < 64) {
+		long long base;
+		char ext[8];
+		if (sscanf(de->d_name, "%20lld.%7s", &base, ext) == 2 &&
+		    !strcmp(ext, "log"))
+			bases[n++] = base;
+	}
+	closedir(d);
+	REQ(n > 2);
+	REQ(n == mq_part_segment_count(p));
+	int64_t last = 0;
+	for (int i = 0; i < n; i++)
+		if (bases[i] > last)
+			last = bases[i];
+	for (int i = 0; i < n; i++) {
+		const char *log = seg_file(dir, bases[i], "log");
+		long long fsz = file_size(log), used = batches_end(log);
+		CHECK(used > 0);
+		if (bases[i] == last) {
+			CHECK_EQ_INT(fsz, 8192);	/* preallocated */
+		} else if (used != fsz) {
+			fprintf(stderr, "segment %lld: %lld bytes of batches "
+				"in a file of %lld\n", (long long)bases[i],
+				used, fsz);
+			CHECK(used == fsz);
+		}
+	}
+	CHECK_EQ_INT(pclose_(p), 0);
+	p = popen_(dir, 8192, 0);
+	REQ(p);
+	CHECK_EQ_INT(mq_part_recovery(p)->bytes_truncated, 0);
+	CHECK_EQ_INT(mq_part_end(p), 80);
+	CHECK_EQ_INT(verify_all(p), 0);
+	CHECK_EQ_INT(pclose_(p), 0);
+}
+
+/* Zeros that cannot be written (a full disk) leave the append alone. */
+TEST(preallocation_failure_is_not_an_append_failure)
+{
+	const char *dir = tpath("pre-full");
+	mq_partition *p = popen_prealloc(dir, 0);
+	mq_err err = { 0 };
+	long long data;
+
+	REQ(p);
+	hook(1, ENOSPC, false);
+	CHECK_EQ_INT(put(p, 3, 10, &err), 0);
+	mq_io_reset();
+	CHECK(mq_part_failed(p) == NULL);
+	data = (long long)mq_part_bytes(p);
+	CHECK_EQ_INT(file_size(seg_file(dir, 0, "log")), data);
+	/* The next append preallocates again, after the first batch. */
+	CHECK_EQ_INT(put(p, 3, 10, &err), 3);
+	CHECK_EQ_INT(file_size(seg_file(dir, 0, "log")), data + STEP);
+	CHECK_EQ_INT(pclose_(p), 0);
+	p = popen_(dir, 0, 0);
+	REQ(p);
+	CHECK_EQ_INT(mq_part_end(p), 6);
+	CHECK_EQ_INT(verify_all(p), 0);
+	CHECK_EQ_INT(pclose_(p), 0);
+}
+
 int main(void)
 {
 	RUN(truncate_last_batch_at_every_byte);
@@ -824,5 +1014,9 @@ int main(void)
 	RUN(index_write_error_undoes_append);
 	RUN(fdatasync_failure_stops_partition);
 	RUN(fdatasync_failure_inline_flush);
+	RUN(preallocated_tail_after_a_crash);
+	RUN(torn_batch_in_preallocated_space);
+	RUN(roll_cuts_the_preallocated_tail);
+	RUN(preallocation_failure_is_not_an_append_failure);
 	return harness_done();
 }
