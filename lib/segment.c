@@ -90,21 +90,31 @@ int mq_seg_file_size(const mq_segment *s, uint64_t *size, mq_err *err)
 	return 0;
 }
 
+/* Read a header's worth of bytes at pos into raw: 1, or 0 if fewer lie
+ * before limit or in the file, or -1 + err. */
+static int read_raw_header(const mq_segment *s, uint64_t pos, uint64_t limit,
+			   uint8_t raw[MQ_BATCH_HEADER_SIZE], mq_err *err)
+{
+	ssize_t got;
+
+	if (pos >= limit || limit - pos < MQ_BATCH_HEADER_SIZE)
+		return 0;
+	got = mq_pread_full(s->fd, raw, MQ_BATCH_HEADER_SIZE, (off_t)pos);
+	if (got < 0)
+		return mq_errsys(err, MQ_E_IO, errno, "read segment %lld",
+				 (long long)s->base);
+	return got == MQ_BATCH_HEADER_SIZE;
+}
+
 int mq_seg_read_header(const mq_segment *s, uint64_t pos, uint64_t limit,
 		       mq_batch_hdr *h, char *why, size_t whylen, mq_err *err)
 {
 	uint8_t raw[MQ_BATCH_HEADER_SIZE];
 	mq_err perr;
-	ssize_t got;
+	int r = read_raw_header(s, pos, limit, raw, err);
 
-	if (pos >= limit || limit - pos < MQ_BATCH_HEADER_SIZE)
-		return 0;
-	got = mq_pread_full(s->fd, raw, sizeof raw, (off_t)pos);
-	if (got < 0)
-		return mq_errsys(err, MQ_E_IO, errno, "read segment %lld",
-				 (long long)s->base);
-	if (got < (ssize_t)sizeof raw)
-		return 0;
+	if (r <= 0)
+		return r;
 	if (mq_batch_parse_header(raw, sizeof raw, h, &perr) < 0) {
 		snprintf(why, whylen, "bad batch header at %llu: %.96s",
 			 (unsigned long long)pos, perr.msg);
@@ -182,17 +192,11 @@ static int zeros_at(const mq_segment *s, uint64_t pos, uint64_t limit,
 		    mq_err *err)
 {
 	uint8_t raw[MQ_BATCH_HEADER_SIZE];
-	ssize_t got;
+	int r = read_raw_header(s, pos, limit, raw, err);
 
-	if (pos >= limit || limit - pos < sizeof raw)
-		return 0;
-	got = mq_pread_full(s->fd, raw, sizeof raw, (off_t)pos);
-	if (got < 0)
-		return mq_errsys(err, MQ_E_IO, errno, "read segment %lld",
-				 (long long)s->base);
-	if (got < (ssize_t)sizeof raw)
-		return 0;
-	for (ssize_t i = 0; i < got; i++)
+	if (r <= 0)
+		return r;
+	for (size_t i = 0; i < sizeof raw; i++)
 		if (raw[i])
 			return 0;
 	return 1;

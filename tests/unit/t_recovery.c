@@ -154,19 +154,25 @@ static int flip(const char *path, long long pos, uint8_t mask)
 	return rc;
 }
 
+static mq_partition *popen_opts(const char *dir, const mq_part_opts *o)
+{
+	mq_partition *p = NULL;
+	mq_err err = { 0 };
+
+	if (mq_part_open(dir, o, &p, &err) < 0) {
+		fprintf(stderr, "open %s: %s\n", dir, err.msg);
+		return NULL;
+	}
+	return p;
+}
+
 static mq_partition *popen_(const char *dir, uint64_t seg_bytes,
 			    uint32_t interval)
 {
 	mq_part_opts o = { .segment_bytes = seg_bytes,
 			   .index_interval = interval, .create = true };
-	mq_partition *p = NULL;
-	mq_err err = { 0 };
 
-	if (mq_part_open(dir, &o, &p, &err) < 0) {
-		fprintf(stderr, "open %s: %s\n", dir, err.msg);
-		return NULL;
-	}
-	return p;
+	return popen_opts(dir, &o);
 }
 
 static int pclose_(mq_partition *p)
@@ -823,14 +829,8 @@ static mq_partition *popen_prealloc(const char *dir, uint64_t seg_bytes)
 {
 	mq_part_opts o = { .segment_bytes = seg_bytes, .create = true,
 			   .prealloc_bytes = STEP };
-	mq_partition *p = NULL;
-	mq_err err = { 0 };
 
-	if (mq_part_open(dir, &o, &p, &err) < 0) {
-		fprintf(stderr, "open %s: %s\n", dir, err.msg);
-		return NULL;
-	}
-	return p;
+	return popen_opts(dir, &o);
 }
 
 /*
