@@ -1022,13 +1022,19 @@ static void heartbeat(void)
 /* ---------------------------------------------------------------- */
 
 /* Every topic named must exist (75 if not), as for a plain reader. */
-static void check_topics(const mq_topic_meta *m, size_t nm)
+/* The metadata of the topics asked for, every one of which must exist. */
+static void topics_meta(mq_topic_meta **m, size_t *nm)
 {
-	for (size_t i = 0; i < nm; i++)
-		if (m[i].code)
-			cli_die(EX_TEMPFAIL_, "topic %s: %s", m[i].name,
-				m[i].code == MQ_E_NO_TOPIC ? "no such topic"
-							   : mq_code_name(m[i].code));
+	mq_err err;
+
+	if (mq_ep_metadata(ep, o.topics, o.ntopics, m, nm, &err) < 0)
+		cli_die(cli_exit_code(&err), "%s", err.msg);
+	for (size_t i = 0; i < *nm; i++)
+		if ((*m)[i].code)
+			cli_die(EX_TEMPFAIL_, "topic %s: %s", (*m)[i].name,
+				(*m)[i].code == MQ_E_NO_TOPIC
+					? "no such topic"
+					: mq_code_name((*m)[i].code));
 }
 
 /* Before joining a group: its topics must exist. */
@@ -1036,11 +1042,8 @@ static void group_start(void)
 {
 	mq_topic_meta *m;
 	size_t nm;
-	mq_err err;
 
-	if (mq_ep_metadata(ep, o.topics, o.ntopics, &m, &nm, &err) < 0)
-		cli_die(cli_exit_code(&err), "%s", err.msg);
-	check_topics(m, nm);
+	topics_meta(&m, &nm);
 	mq_topic_meta_free(m, nm);
 	join();
 }
@@ -1051,9 +1054,7 @@ static void plain_start(void)
 	size_t nm;
 	mq_err err;
 
-	if (mq_ep_metadata(ep, o.topics, o.ntopics, &m, &nm, &err) < 0)
-		cli_die(cli_exit_code(&err), "%s", err.msg);
-	check_topics(m, nm);
+	topics_meta(&m, &nm);
 	for (size_t i = 0; i < nm; i++) {
 		if (o.partition >= m[i].nparts)
 			cli_usage_error("-p %d: topic %s has %d partition(s)",
