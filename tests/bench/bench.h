@@ -4,7 +4,8 @@
  * again, and a client connection. Header-only, like tests/unit/harness.h:
  * each benchmark is one .c file.
  *
- * A benchmark sets bench_name (for messages) before calling these. Each
+ * A benchmark's main begins with bench_start, which also sets bench_name
+ * (for messages). Each
  * fails by printing why and exiting 1; a benchmark with children of its
  * own stops them from an atexit handler.
  */
@@ -13,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +28,32 @@
 #include "proto.h"
 
 static const char *bench_name = "bench";
+
+/*
+ * What a benchmark that runs the programs does first: check for its one
+ * argument, the data directory (else print the usage and exit 64); name
+ * the messages; find the programs built next to it (bin_dir gets
+ * BUILD/bin); ignore SIGPIPE. Returns MQ_BENCH_SCALE, 1 if unset or not
+ * positive.
+ */
+__attribute__((unused))
+static double bench_start(int argc, char **argv, const char *name,
+			  char *bin_dir, size_t size)
+{
+	char self[PATH_MAX];
+	const char *s = getenv("MQ_BENCH_SCALE");
+	double scale = s ? atof(s) : 1;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s DIR\n", name);
+		exit(64);
+	}
+	bench_name = name;
+	snprintf(self, sizeof self, "%s", argv[0]);
+	snprintf(bin_dir, size, "%s/../bin", dirname(self));
+	signal(SIGPIPE, SIG_IGN);
+	return scale > 0 ? scale : 1;
+}
 
 /* Seconds on the monotonic clock. */
 __attribute__((unused)) static double bench_now(void)

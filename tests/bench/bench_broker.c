@@ -20,7 +20,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -41,7 +40,7 @@
 #define SYNC_SECONDS 3.0
 #define LAT_SAMPLES 1000
 
-static char broker_bin[PATH_MAX], addr[PATH_MAX + 8], data_dir[1024];
+static char broker_bin[PATH_MAX + 16], addr[PATH_MAX + 8], data_dir[1024];
 static double scale = 1.0;
 
 static void die(const char *what, const mq_err *err)
@@ -287,23 +286,12 @@ static void line(const char *what, double recs)
 int main(int argc, char **argv)
 {
 	const char *modes[] = { "async", "sync" };
-	char self[PATH_MAX];
+	char bin_dir[PATH_MAX];
 	double raw;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: bench_broker DIR\n");
-		return 64;
-	}
-	if (getenv("MQ_BENCH_SCALE"))
-		scale = atof(getenv("MQ_BENCH_SCALE"));
-	if (scale <= 0)
-		scale = 1;
+	scale = bench_start(argc, argv, "bench_broker", bin_dir, sizeof bin_dir);
 	snprintf(data_dir, sizeof data_dir, "%s", argv[1]);
-	snprintf(self, sizeof self, "%s", argv[0]);
-	snprintf(broker_bin, sizeof broker_bin, "%s/../bin/mq-brokerd",
-		 dirname(self));
-	signal(SIGPIPE, SIG_IGN);
-	bench_name = "bench_broker";
+	snprintf(broker_bin, sizeof broker_bin, "%s/mq-brokerd", bin_dir);
 
 	raw = raw_fsync_rate();
 	printf("baseline: write+fdatasync per 100-byte record: %.0f rec/s\n",

@@ -19,7 +19,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -293,24 +292,13 @@ static void latency_send(const char *topic, int n, const char *what)
 
 int main(int argc, char **argv)
 {
-	char self[PATH_MAX], what[128];
+	char what[128];
 	long records;
 	double secs;
 	pid_t pid;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: bench_recv DIR\n");
-		return 64;
-	}
-	if (getenv("MQ_BENCH_SCALE"))
-		scale = atof(getenv("MQ_BENCH_SCALE"));
-	if (scale <= 0)
-		scale = 1;
+	scale = bench_start(argc, argv, "bench_recv", bin_dir, sizeof bin_dir);
 	snprintf(data_dir, sizeof data_dir, "%s", argv[1]);
-	snprintf(self, sizeof self, "%s", argv[0]);
-	snprintf(bin_dir, sizeof bin_dir, "%s/../bin", dirname(self));
-	signal(SIGPIPE, SIG_IGN);
-	bench_name = "bench_recv";
 	atexit(stop_children);   /* also when a step fails */
 
 	records = (long)(1000000 * scale) / BATCH * BATCH;

@@ -21,7 +21,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -170,25 +169,14 @@ int main(int argc, char **argv)
 {
 	const char *modes[] = { "async", "sync" };
 	const double target[] = { 1000000, 500000 };
-	char self[PATH_MAX], cmd[8 * PATH_MAX], raw_path[PATH_MAX + 16];
+	char cmd[8 * PATH_MAX], raw_path[PATH_MAX + 16];
 	double t, raw_mbs, raw_sync_mbs;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: bench_send DIR\n");
-		return 64;
-	}
-	bench_name = "bench_send";
-	if (getenv("MQ_BENCH_SCALE"))
-		scale = atof(getenv("MQ_BENCH_SCALE"));
-	if (scale <= 0)
-		scale = 1;
+	scale = bench_start(argc, argv, "bench_send", bin_dir, sizeof bin_dir);
 	lines_total = (long)(1000000 * scale);
 	snprintf(data_dir, sizeof data_dir, "%s", argv[1]);
-	snprintf(self, sizeof self, "%s", argv[0]);
-	snprintf(bin_dir, sizeof bin_dir, "%s/../bin", dirname(self));
 	snprintf(input, sizeof input, "%s/input", data_dir);
 	snprintf(raw_path, sizeof raw_path, "%s/raw", data_dir);
-	signal(SIGPIPE, SIG_IGN);
 
 	make_input();
 	printf("input: %ld lines of %d bytes plus a newline (%.1f MB)\n",
