@@ -1,6 +1,6 @@
 /*
  * broker_ready.h - for the unit tests that start mq-brokerd: wait until
- * the broker just forked answers, or has died.
+ * the broker just forked answers, or has died; stop it again.
  */
 #ifndef MQ_BROKER_READY_H
 #define MQ_BROKER_READY_H
@@ -33,6 +33,25 @@ static int broker_wait_ready(pid_t pid, const char *addr, int ms,
 		sleep_ms(10);
 	}
 	return -2;
+}
+
+/*
+ * Send SIGTERM to the broker (child pid) and wait up to ms for it. Returns
+ * its wait status, or -1 if it was still running (it is then killed with
+ * SIGKILL and reaped).
+ */
+__attribute__((unused))
+static int broker_sigterm(pid_t pid, int ms)
+{
+	int st;
+
+	kill(pid, SIGTERM);
+	st = wait_exit(pid, ms);
+	if (st == -1) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	return st;
 }
 
 #endif

@@ -54,6 +54,9 @@ static char harness_dir[4096];
 		return; \
 	} } while (0)
 
+/* The same, shorter. */
+#define MUST(cond) REQUIRE(cond)
+
 __attribute__((unused)) static int harness_rm_cb(const char *path, const struct stat *sb, int flag,
 			 struct FTW *ftw)
 {

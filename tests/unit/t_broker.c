@@ -32,15 +32,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-/* Like REQUIRE, but evaluates cond once. */
-#define MUST(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: required: %s\n", __FILE__, \
-			__LINE__, #cond); \
-		harness_cur_failed = 1; \
-		return; \
-	} } while (0)
-
 /* A failed check with a message. */
 #define FAIL(...) do { \
 	fprintf(stderr, "%s:%d: ", __FILE__, __LINE__); \
@@ -302,12 +293,7 @@ static int broker_term(struct broker *b, int ms)
 
 	if (b->pid <= 0)
 		return 0;
-	kill(b->pid, SIGTERM);
-	st = wait_exit(b->pid, ms);
-	if (st == -1) {
-		kill(b->pid, SIGKILL);
-		waitpid(b->pid, NULL, 0);
-	}
+	st = broker_sigterm(b->pid, ms);
 	b->pid = -1;
 	return st;
 }

@@ -30,16 +30,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-/* Like REQUIRE, but evaluates cond once (REQUIRE evaluates it twice,
- * which would run a call with side effects again). */
-#define MUST(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: required: %s\n", __FILE__, \
-			__LINE__, #cond); \
-		harness_cur_failed = 1; \
-		return; \
-	} } while (0)
-
 /* A TCP port on 127.0.0.1 that nothing listens on (bound, then freed). */
 static int free_port(void)
 {
@@ -988,12 +978,9 @@ static void broker_stop(struct broker *b)
 
 	if (b->pid <= 0)
 		return;
-	kill(b->pid, SIGTERM);
-	st = wait_exit(b->pid, 5000);
+	st = broker_sigterm(b->pid, 5000);
 	if (st == -1) {
-		fprintf(stderr, "broker ignored SIGTERM for 5 s; killing it\n");
-		kill(b->pid, SIGKILL);
-		waitpid(b->pid, &st, 0);
+		fprintf(stderr, "broker ignored SIGTERM for 5 s; killed it\n");
 		harness_cur_failed = 1;
 	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		fprintf(stderr, "broker did not exit 0 on SIGTERM (status 0x%x)\n",

@@ -29,15 +29,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-/* Like REQUIRE, but evaluates cond once. */
-#define MUST(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: required: %s\n", __FILE__, \
-			__LINE__, #cond); \
-		harness_cur_failed = 1; \
-		return; \
-	} } while (0)
-
 /* ---- the two endpoints ---- */
 
 static char broker_bin[4096];
@@ -104,12 +95,9 @@ static void broker_stop(struct fx *f)
 
 	if (f->broker <= 0)
 		return;
-	kill(f->broker, SIGTERM);
-	st = wait_exit(f->broker, 10000);
+	st = broker_sigterm(f->broker, 10000);
 	if (st == -1) {
-		fprintf(stderr, "broker ignored SIGTERM for 10 s; killing it\n");
-		kill(f->broker, SIGKILL);
-		waitpid(f->broker, &st, 0);
+		fprintf(stderr, "broker ignored SIGTERM for 10 s; killed it\n");
 		dump_log(f);
 		harness_cur_failed = 1;
 	}

@@ -1,16 +1,6 @@
 /* t_offsets.c - committed offsets of a consumer group (offsets.h). */
 #include "harness.h"
 
-/* Like REQUIRE, but evaluates cond once (REQUIRE evaluates it twice, so a
- * side effect such as mkdir would run twice). */
-#define MUST(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: required: %s\n", __FILE__, \
-			__LINE__, #cond); \
-		harness_cur_failed = 1; \
-		return; \
-	} } while (0)
-
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>

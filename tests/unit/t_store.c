@@ -15,16 +15,6 @@
 #include "offsets.h"
 #include "store.h"
 
-/* Like REQUIRE, but evaluates cond once (REQUIRE evaluates it twice, so a
- * side effect such as mkdir would run twice). */
-#define MUST(cond) do { \
-	if (!(cond)) { \
-		fprintf(stderr, "%s:%d: required: %s\n", __FILE__, \
-			__LINE__, #cond); \
-		harness_cur_failed = 1; \
-		return; \
-	} } while (0)
-
 static char pbuf[4][4096];
 static int pnext;
 
