@@ -106,16 +106,14 @@ static int read_raw_header(const mq_segment *s, uint64_t pos, uint64_t limit,
 	return got == MQ_BATCH_HEADER_SIZE;
 }
 
-int mq_seg_read_header(const mq_segment *s, uint64_t pos, uint64_t limit,
-		       mq_batch_hdr *h, char *why, size_t whylen, mq_err *err)
+/* mq_seg_read_header on the raw header bytes already read. */
+static int parse_raw_header(const uint8_t raw[MQ_BATCH_HEADER_SIZE],
+			    uint64_t pos, uint64_t limit, mq_batch_hdr *h,
+			    char *why, size_t whylen)
 {
-	uint8_t raw[MQ_BATCH_HEADER_SIZE];
 	mq_err perr;
-	int r = read_raw_header(s, pos, limit, raw, err);
 
-	if (r <= 0)
-		return r;
-	if (mq_batch_parse_header(raw, sizeof raw, h, &perr) < 0) {
+	if (mq_batch_parse_header(raw, MQ_BATCH_HEADER_SIZE, h, &perr) < 0) {
 		snprintf(why, whylen, "bad batch header at %llu: %.96s",
 			 (unsigned long long)pos, perr.msg);
 		return -2;
@@ -128,6 +126,15 @@ int mq_seg_read_header(const mq_segment *s, uint64_t pos, uint64_t limit,
 		return -2;
 	}
 	return 1;
+}
+
+int mq_seg_read_header(const mq_segment *s, uint64_t pos, uint64_t limit,
+		       mq_batch_hdr *h, char *why, size_t whylen, mq_err *err)
+{
+	uint8_t raw[MQ_BATCH_HEADER_SIZE];
+	int r = read_raw_header(s, pos, limit, raw, err);
+
+	return r <= 0 ? r : parse_raw_header(raw, pos, limit, h, why, whylen);
 }
 
 int mq_seg_read_batch(const mq_segment *s, uint64_t pos,
@@ -185,39 +192,15 @@ void mq_seg_note_valid(mq_segment *s, uint64_t from, uint64_t to)
 	}
 }
 
-/* 1 if a whole header's worth of bytes at pos (before limit) are zero, 0
- * if not (a shorter run may be the start of a real header: its offset's
- * high bytes are zero), -1 + err. */
-static int zeros_at(const mq_segment *s, uint64_t pos, uint64_t limit,
-		    mq_err *err)
+/* A header's worth of zeros: the preallocated rest of the file. (A
+ * shorter run may be the start of a real header: its offset's high bytes
+ * are zero.) */
+static bool all_zero(const uint8_t raw[MQ_BATCH_HEADER_SIZE])
 {
-	uint8_t raw[MQ_BATCH_HEADER_SIZE];
-	int r = read_raw_header(s, pos, limit, raw, err);
-
-	if (r <= 0)
-		return r;
-	for (size_t i = 0; i < sizeof raw; i++)
+	for (size_t i = 0; i < MQ_BATCH_HEADER_SIZE; i++)
 		if (raw[i])
-			return 0;
-	return 1;
-}
-
-/* End sc at pos, the next batch not being there: zeros or a reason. */
-static int scan_stop(const mq_segment *s, mq_scan *sc, uint64_t pos,
-		     int stop, mq_err *err)
-{
-	int z = zeros_at(s, pos, sc->limit, err);
-
-	if (z < 0)
-		return -1;
-	if (z) {
-		sc->stop = MQ_SCAN_ZEROS;
-		snprintf(sc->why, sizeof sc->why, "zero-filled from %llu",
-			 (unsigned long long)pos);
-	} else {
-		sc->stop = stop;
-	}
-	return 0;
+			return false;
+	return true;
 }
 
 int mq_seg_scan(mq_segment *s, mq_scan *sc, uint8_t **buf, size_t *cap,
@@ -225,6 +208,7 @@ int mq_seg_scan(mq_segment *s, mq_scan *sc, uint8_t **buf, size_t *cap,
 {
 	uint64_t pos = s->size, first = s->size;
 	int64_t off = s->end;
+	uint8_t raw[MQ_BATCH_HEADER_SIZE];
 	mq_batch_hdr h;
 	mq_err verr;
 	int r;
@@ -235,25 +219,37 @@ int mq_seg_scan(mq_segment *s, mq_scan *sc, uint8_t **buf, size_t *cap,
 	while (pos < sc->limit) {
 		bool due;
 
-		r = mq_seg_read_header(s, pos, sc->limit, &h, sc->why,
-				       sizeof sc->why, err);
+		r = read_raw_header(s, pos, sc->limit, raw, err);
 		if (r == -1)
 			return -1;
-		if (r == -2)
-			return scan_stop(s, sc, pos, MQ_SCAN_CORRUPT, err);
+		if (r == 1 && all_zero(raw)) {
+			sc->stop = MQ_SCAN_ZEROS;
+			snprintf(sc->why, sizeof sc->why, "zero-filled from %llu",
+				 (unsigned long long)pos);
+			return 0;
+		}
+		if (r == 1)
+			r = parse_raw_header(raw, pos, sc->limit, &h, sc->why,
+					     sizeof sc->why);
+		if (r == -2) {
+			sc->stop = MQ_SCAN_CORRUPT;
+			return 0;
+		}
 		if (r == 0) {
+			sc->stop = MQ_SCAN_TORN;
 			snprintf(sc->why, sizeof sc->why,
 				 "incomplete batch at %llu of %llu",
 				 (unsigned long long)pos,
 				 (unsigned long long)sc->limit);
-			return scan_stop(s, sc, pos, MQ_SCAN_TORN, err);
+			return 0;
 		}
 		if (h.base_offset != off) {
+			sc->stop = MQ_SCAN_CORRUPT;
 			snprintf(sc->why, sizeof sc->why,
 				 "batch at %llu has base offset %lld, expected %lld",
 				 (unsigned long long)pos,
 				 (long long)h.base_offset, (long long)off);
-			return scan_stop(s, sc, pos, MQ_SCAN_CORRUPT, err);
+			return 0;
 		}
 		if (mq_batch_last_offset(&h) - s->base > (int64_t)UINT32_MAX) {
 			sc->stop = MQ_SCAN_CORRUPT;
