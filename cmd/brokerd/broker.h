@@ -172,7 +172,8 @@ struct flusher {
 					* that waited through it */
 	int64_t round_end_us;          /* when it was answered */
 	ev_timer gather;               /* waiting for a round to fill */
-	ev_idle spin;                  /* loop: polling while a round runs */
+	int spin_us;                   /* --flush-spin in sync mode, else 0 */
+	ev_idle spin;                  /* loop: polling instead of sleeping */
 	int64_t spin_until_us;
 };
 

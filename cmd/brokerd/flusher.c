@@ -73,10 +73,9 @@ static void *flusher_main(void *arg)
 
 	pthread_mutex_lock(&f->mu);
 	for (;;) {
-		if (b->o.flush_sync && b->o.flush_spin_us > 0 && !f->work &&
-		    !f->stop) {
+		if (f->spin_us > 0 && !f->work && !f->stop) {
 			/* See "Spinning" above. */
-			int64_t until = mono_us() + b->o.flush_spin_us;
+			int64_t until = mono_us() + f->spin_us;
 			pthread_mutex_unlock(&f->mu);
 			while (!__atomic_load_n(&f->work, __ATOMIC_ACQUIRE) &&
 			       !__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE) &&
@@ -244,6 +243,17 @@ void flusher_mark_dirty(struct broker *b, struct bpart *bp)
 	}
 }
 
+/* Keep the loop polling for up to --flush-spin us from now. */
+static void loop_spin(struct broker *b, int64_t now)
+{
+	struct flusher *f = &b->fl;
+
+	if (f->spin_us > 0) {
+		f->spin_until_us = now + f->spin_us;
+		ev_idle_start(b->loop, &f->spin);
+	}
+}
+
 void flusher_kick(struct broker *b)
 {
 	struct flusher *f = &b->fl;
@@ -301,13 +311,10 @@ void flusher_kick(struct broker *b)
 	__atomic_store_n(&f->work, true, __ATOMIC_RELEASE);
 	pthread_cond_signal(&f->cv);
 	pthread_mutex_unlock(&f->mu);
-	if (b->o.flush_sync && b->o.flush_spin_us > 0) {
-		f->spin_until_us = mono_us() + b->o.flush_spin_us;
-		ev_idle_start(b->loop, &f->spin);
-	}
+	loop_spin(b, mono_us());
 }
 
-/* Active while a round runs: the loop polls without blocking. */
+/* While active, the loop polls without blocking (see "Spinning"). */
 static void on_spin(struct ev_loop *loop, ev_idle *w, int revents)
 {
 	struct flusher *f = CONTAINER(w, struct flusher, spin);
@@ -331,7 +338,6 @@ static void on_flush_done(struct ev_loop *loop, ev_async *w, int revents)
 	pthread_mutex_unlock(&f->mu);
 	if (!finished)
 		return;
-	ev_idle_stop(b->loop, &f->spin);
 	int before = b->npending;
 	for (int i = 0; i < f->n; i++) {
 		struct bpart *bp = f->parts[i];
@@ -357,11 +363,7 @@ static void on_flush_done(struct ev_loop *loop, ev_async *w, int revents)
 	f->busy = false;
 	f->crowd = before;
 	f->round_end_us = mono_us();
-	if (b->o.flush_sync && b->o.flush_spin_us > 0) {
-		/* Poll for the producers' next sends too. */
-		f->spin_until_us = f->round_end_us + b->o.flush_spin_us;
-		ev_idle_start(b->loop, &f->spin);
-	}
+	loop_spin(b, f->round_end_us);	/* for the producers' next sends */
 	timeout_arm(b);
 	if (b->o.flush_sync)
 		flusher_maybe_kick(b);
@@ -436,6 +438,7 @@ int flusher_start(struct broker *b, mq_err *err)
 	ev_init(&b->timeout_timer, on_flush_timeout);
 	ev_init(&f->gather, on_gather);
 	ev_idle_init(&f->spin, on_spin);
+	f->spin_us = b->o.flush_sync ? b->o.flush_spin_us : 0;
 	if (!b->o.flush_sync) {
 		double iv = b->o.flush_interval_ms / 1000.0;
 		ev_timer_init(&b->flush_timer, on_interval, iv, iv);
