@@ -295,7 +295,7 @@ static int produce(mq_ep *ep, const char *topic, int32_t partition,
 	case MQ_SEQ_NEW:
 		break;
 	}
-	if (mq_part_append(p, l->buf, len, &base, &e) < 0) {
+	if (mq_part_append_checked(p, l->buf, len, &h, &base, &e) < 0) {
 		/* The partition refuses writes now; the next turn opens it
 		 * again and recovers. */
 		lo_end_turn(l);

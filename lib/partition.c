@@ -1017,6 +1017,17 @@ int mq_part_append(mq_partition *p, uint8_t *batch, size_t len,
 		   int64_t *base_offset, mq_err *err)
 {
 	mq_batch_hdr h;
+
+	if (mq_batch_validate(batch, len, &h, err) < 0)
+		return -1;
+	return mq_part_append_checked(p, batch, len, &h, base_offset, err);
+}
+
+int mq_part_append_checked(mq_partition *p, uint8_t *batch, size_t len,
+			   const mq_batch_hdr *hp, int64_t *base_offset,
+			   mq_err *err)
+{
+	mq_batch_hdr h = *hp;
 	mq_segment *s;
 	uint64_t pos;
 	uint32_t nidx;
@@ -1025,8 +1036,6 @@ int mq_part_append(mq_partition *p, uint8_t *batch, size_t len,
 	mq_err e;
 
 	if (writable(p, err) < 0)
-		return -1;
-	if (mq_batch_validate(batch, len, &h, err) < 0)
 		return -1;
 	base = p->end;
 	if (base > INT64_MAX - 1 - h.last_offset_delta)

@@ -81,9 +81,9 @@ int mq_part_time_range(mq_partition *p, int64_t *oldest, int64_t *newest,
 const mq_err *mq_part_failed(const mq_partition *p);
 
 /*
- * Append one batch (len bytes at batch, which must pass mq_batch_validate;
- * this function validates it again). Assigns offsets by rewriting the
- * batch's baseOffset in place to the log end offset, writes it, adds an
+ * Append one batch (len bytes at batch, which must pass mq_batch_validate:
+ * this function checks). Assigns offsets by rewriting the batch's
+ * baseOffset in place to the log end offset, writes it, adds an
  * index entry when due, rolls first if the active segment would exceed
  * segment_bytes. On a write error the segment is truncated back, the
  * partition is marked failed and -1 + err is returned. On success
@@ -91,6 +91,12 @@ const mq_err *mq_part_failed(const mq_partition *p);
  */
 int mq_part_append(mq_partition *p, uint8_t *batch, size_t len,
 		   int64_t *base_offset, mq_err *err);
+
+/* The same for a batch the caller has just checked with mq_batch_validate,
+ * h being the header it filled: the batch is not checked again. */
+int mq_part_append_checked(mq_partition *p, uint8_t *batch, size_t len,
+			   const mq_batch_hdr *h, int64_t *base_offset,
+			   mq_err *err);
 
 /* fdatasync everything appended so far; advances mq_part_flushed(). */
 int mq_part_flush(mq_partition *p, mq_err *err);

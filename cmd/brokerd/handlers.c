@@ -278,8 +278,8 @@ static void h_produce(struct conn *c, const mq_frame *f, mq_rbuf *r)
 	case MQ_SEQ_NEW:
 		break;
 	}
-	if (mq_part_append(bp->p, (uint8_t *)batch, (size_t)blen, &base,
-			   &err) < 0) {
+	if (mq_part_append_checked(bp->p, (uint8_t *)batch, (size_t)blen, &h,
+				   &base, &err) < 0) {
 		log_error("append to %s/%d failed: %s; the partition no longer "
 			  "accepts writes", name, part, err.msg);
 		goto fail;
