@@ -1021,8 +1021,8 @@ static void heartbeat(void)
 /* plain reading (no group)                                          */
 /* ---------------------------------------------------------------- */
 
-/* Every topic named must exist (75 if not), as for a plain reader. */
-/* The metadata of the topics asked for, every one of which must exist. */
+/* The metadata of the topics asked for, every one of which must exist
+ * (75 if not). */
 static void topics_meta(mq_topic_meta **m, size_t *nm)
 {
 	mq_err err;
@@ -1844,7 +1844,7 @@ static void handle_fetch(const mq_ep_event *ev)
 			off += size;
 			continue;
 		}
-		if (mq_crc32c(0, f->batches + off + 21, size - 21) != h.crc) {
+		if (mq_batch_crc(f->batches + off, size) != h.crc) {
 			mq_errf(&err, MQ_E_CORRUPT, "batch at offset %" PRId64
 				" has a bad CRC", h.base_offset);
 			goto corrupt;
@@ -2045,13 +2045,7 @@ int main(int argc, char **argv)
 	mq_ep_opts eo = { .timeout_ms = 0 };
 	mq_err err;
 
-	cli_init(argv[0]);
-	/* Descriptors 0-2 closed by our parent would be taken by the first
-	 * files we open: the broker connection must not become stdout. */
-	for (int fd = 0; fd <= 2; fd++)
-		if (fcntl(fd, F_GETFD) < 0 &&
-		    open("/dev/null", fd ? O_WRONLY : O_RDONLY) < 0)
-			return EX_IOERR_;
+	cli_init(argv[0]);	/* also holds closed descriptors 0-2 */
 	parse_args(argc, argv);
 	setup_signals();
 	out_init();

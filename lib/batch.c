@@ -118,12 +118,16 @@ void mq_batch_set_base_offset(uint8_t *p, int64_t base_offset)
 	mq_put64(p + OFF_BASE_OFFSET, (uint64_t)base_offset);
 }
 
+uint32_t mq_batch_crc(const uint8_t *p, size_t len)
+{
+	return mq_crc32c(0, p + OFF_ATTRIBUTES, len - OFF_ATTRIBUTES);
+}
+
 void mq_batch_seal(uint8_t *p, size_t len)
 {
 	if (len < MQ_BATCH_HEADER_SIZE)
 		return;
-	mq_put32(p + OFF_CRC,
-		 mq_crc32c(0, p + OFF_ATTRIBUTES, len - OFF_ATTRIBUTES));
+	mq_put32(p + OFF_CRC, mq_batch_crc(p, len));
 }
 
 /* ---- records ---- */
@@ -321,7 +325,7 @@ int mq_batch_validate(const uint8_t *p, size_t len, mq_batch_hdr *h,
 
 	if (check_frame(p, len, &hdr, err) < 0)
 		return -1;
-	crc = mq_crc32c(0, p + OFF_ATTRIBUTES, len - OFF_ATTRIBUTES);
+	crc = mq_batch_crc(p, len);
 	if (crc != hdr.crc)
 		return mq_errf(err, MQ_E_CORRUPT,
 			       "batch CRC 0x%08x, computed 0x%08x", hdr.crc,

@@ -120,6 +120,11 @@ int mq_batch_parse_header(const uint8_t *p, size_t avail, mq_batch_hdr *h,
 int mq_batch_validate(const uint8_t *p, size_t len, mq_batch_hdr *h,
 		      mq_err *err);
 
+/* The CRC-32C over the len bytes of the batch at p (from the attributes
+ * on; len >= MQ_BATCH_HEADER_SIZE). A batch is intact only if it equals
+ * the header's crc. */
+uint32_t mq_batch_crc(const uint8_t *p, size_t len);
+
 /* Rewrite baseOffset in place (the CRC does not cover it). */
 void mq_batch_set_base_offset(uint8_t *p, int64_t base_offset);
 

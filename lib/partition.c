@@ -1344,7 +1344,7 @@ static int read_unchecked(mq_partition *p, mq_segment *s, uint64_t pos,
 				(long long)expect);
 		} else if (mq_batch_last_offset(&h) >= limit_offset) {
 			break;
-		} else if (mq_crc32c(0, b + 21, mq_batch_size(&h) - 21) != h.crc) {
+		} else if (mq_batch_crc(b, mq_batch_size(&h)) != h.crc) {
 			mq_errf(&verr, MQ_E_CORRUPT, "CRC mismatch");
 		}
 		if (verr.code) {
