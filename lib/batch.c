@@ -316,9 +316,12 @@ static int check_counts(const mq_batch_hdr *h, size_t len, mq_err *err)
 	return 0;
 }
 
-int mq_batch_validate(const uint8_t *p, size_t len, mq_batch_hdr *h,
-		      mq_err *err)
+int mq_batch_validate_sized(const uint8_t *p, size_t len,
+			    uint32_t max_message, const char *hint,
+			    mq_batch_hdr *h, mq_err *err)
 {
+	int32_t big = -1;	/* the first record over max_message */
+	uint64_t big_size = 0;
 	mq_batch_hdr hdr;
 	uint32_t crc;
 	size_t pos = MQ_BATCH_HEADER_SIZE;
@@ -345,13 +348,36 @@ int mq_batch_validate(const uint8_t *p, size_t len, mq_batch_hdr *h,
 		if (delta != i)
 			return mq_errf(err, MQ_E_CORRUPT, "record %" PRId32
 				       " has offset delta %" PRId32, i, delta);
+		if (max_message && big < 0) {
+			uint64_t size = (uint64_t)(r.key_len > 0 ? r.key_len : 0) +
+					(uint64_t)(r.value_len > 0 ? r.value_len : 0) +
+					r.headers_len;
+			if (size > max_message) {
+				big = i;
+				big_size = size;
+			}
+		}
 	}
 	if (pos != len)
 		return mq_errf(err, MQ_E_CORRUPT,
 			       "%zu bytes after the last record", len - pos);
+	/* A corrupt batch is reported as such, even with a large record. */
+	if (big >= 0)
+		return mq_errf(err, MQ_E_TOO_LARGE,
+			       "record %d of the batch is %llu bytes; the "
+			       "limit is %u%s%s%s", (int)big,
+			       (unsigned long long)big_size, max_message,
+			       hint ? " (" : "", hint ? hint : "",
+			       hint ? ")" : "");
 	if (h)
 		*h = hdr;
 	return 0;
+}
+
+int mq_batch_validate(const uint8_t *p, size_t len, mq_batch_hdr *h,
+		      mq_err *err)
+{
+	return mq_batch_validate_sized(p, len, 0, NULL, h, err);
 }
 
 /* ---- iterator ---- */
@@ -614,24 +640,6 @@ int mq_bb_finish(mq_batch_builder *b, int64_t producer_id,
 int mq_batch_check_sizes(const uint8_t *batch, size_t len,
 			 uint32_t max_message, const char *hint, mq_err *err)
 {
-	mq_batch_iter it;
-	mq_record rec;
-	int rc, i = 0;
-
-	if (mq_batch_iter_init(&it, batch, len, err) < 0)
-		return -1;
-	while ((rc = mq_batch_iter_next(&it, &rec, err)) == 1) {
-		uint64_t size = (uint64_t)(rec.key_len > 0 ? rec.key_len : 0) +
-				(uint64_t)(rec.value_len > 0 ? rec.value_len : 0) +
-				rec.headers_len;
-		if (size > max_message)
-			return mq_errf(err, MQ_E_TOO_LARGE,
-				       "record %d of the batch is %llu bytes; the "
-				       "limit is %u%s%s%s", i,
-				       (unsigned long long)size, max_message,
-				       hint ? " (" : "", hint ? hint : "",
-				       hint ? ")" : "");
-		i++;
-	}
-	return rc < 0 ? -1 : 0;
+	return mq_batch_validate_sized(batch, len, max_message, hint, NULL,
+				       err);
 }

@@ -120,6 +120,15 @@ int mq_batch_parse_header(const uint8_t *p, size_t avail, mq_batch_hdr *h,
 int mq_batch_validate(const uint8_t *p, size_t len, mq_batch_hdr *h,
 		      mq_err *err);
 
+/* The same, and every record must hold at most max_message bytes of key,
+ * value and headers (0: no limit): else -1 + err (MQ_E_TOO_LARGE naming
+ * the first such record and the limit, with hint appended if not NULL,
+ * e.g. the option that sets the limit), once the batch is otherwise
+ * sound. One pass over the records. */
+int mq_batch_validate_sized(const uint8_t *p, size_t len,
+			    uint32_t max_message, const char *hint,
+			    mq_batch_hdr *h, mq_err *err);
+
 /* The CRC-32C over the len bytes of the batch at p (from the attributes
  * on; len >= MQ_BATCH_HEADER_SIZE). A batch is intact only if it equals
  * the header's crc. */
@@ -172,12 +181,8 @@ int mq_batch_iter_init(mq_batch_iter *it, const uint8_t *p, size_t len,
  * r point into the batch buffer. */
 int mq_batch_iter_next(mq_batch_iter *it, mq_record *r, mq_err *err);
 
-/*
- * Check that every record of the batch (len bytes, validated) holds at
- * most max_message bytes of key, value and headers: 0, or -1 + err
- * (MQ_E_TOO_LARGE naming the record and the limit, with hint appended
- * if not NULL, e.g. the option that sets the limit).
- */
+/* Check that every record of the batch holds at most max_message bytes
+ * of key, value and headers: mq_batch_validate_sized without the header. */
 int mq_batch_check_sizes(const uint8_t *batch, size_t len,
 			 uint32_t max_message, const char *hint, mq_err *err);
 

@@ -273,8 +273,8 @@ static int produce(mq_ep *ep, const char *topic, int32_t partition,
 	if (lo_reserve(l, len, err) < 0)
 		return -1;
 	memcpy(l->buf, batch, len);
-	if (mq_batch_validate(l->buf, len, &h, &e) < 0 ||
-	    mq_batch_check_sizes(l->buf, len, MAX_MESSAGE, NULL, &e) < 0)
+	if (mq_batch_validate_sized(l->buf, len, MAX_MESSAGE, NULL, &h,
+				    &e) < 0)
 		goto fail;
 	if (mq_part_failed(p)) {
 		mq_errf(&e, MQ_E_READ_ONLY, "%s/%d no longer accepts writes: %s",

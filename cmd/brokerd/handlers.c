@@ -240,9 +240,8 @@ static void h_produce(struct conn *c, const mq_frame *f, mq_rbuf *r)
 			   : (int32_t)(b->rr++ % (uint32_t)t->nparts);
 	if (!(bp = find_part(b, name, part, &err)))
 		goto fail;
-	if (mq_batch_validate(batch, (size_t)blen, &h, &err) < 0 ||
-	    mq_batch_check_sizes(batch, (size_t)blen, b->o.max_message,
-				 "--max-message-bytes", &err) < 0)
+	if (mq_batch_validate_sized(batch, (size_t)blen, b->o.max_message,
+				    "--max-message-bytes", &h, &err) < 0)
 		goto fail;
 	if (h.producer_id == 0 || h.producer_id >= b->pid_limit ||
 	    h.producer_id < -1) {
