@@ -70,15 +70,6 @@ static int candidates(struct limpl *l, const char *const *topics, size_t n,
 	return 0;
 }
 
-/* mkdir path unless it exists (its parent must). */
-static int ensure_dir(const char *path, const char *parent, mq_err *err)
-{
-	if (mkdir(path, 0755) == 0)
-		return mq_fsync_dir(parent, err);
-	if (errno != EEXIST)
-		return mq_errsys(err, MQ_E_IO, errno, "mkdir %s", path);
-	return 0;
-}
 
 int lo_join(mq_ep *ep, const char *group, const char *member_id,
 		  uint32_t session_ms, const char *const *topics, size_t n,
@@ -158,7 +149,7 @@ int lo_join(mq_ep *ep, const char *group, const char *member_id,
 		}
 		lo_end_write(l);
 	}
-	if (ensure_dir(l->groups_dir, l->dir, err) < 0)
+	if (mq_mkdir_durable(l->groups_dir, l->dir, err) < 0)
 		goto out;
 	if (m) {
 		if (mq_lg_subscribe(m->g, (const char *const *)sorted, ns,
@@ -355,7 +346,7 @@ int lo_commit(mq_ep *ep, const char *group, const char *member_id,
 				goto done;
 			}
 	}
-	if (ensure_dir(l->groups_dir, l->dir, err) < 0 ||
+	if (mq_mkdir_durable(l->groups_dir, l->dir, err) < 0 ||
 	    mq_offsets_load(l->groups_dir, group, true, &o, err) < 0)
 		goto done;
 	for (size_t i = 0; i < n; i++)

@@ -13,17 +13,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "io.h"
 #include "name.h"
 #include "producer_ids.h"
 #include "wlock.h"
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* ---- turns (see the top of ep_local.c) ---- */
 
@@ -158,7 +151,7 @@ int lo_begin_write(struct limpl *l, mq_err *err)
 		l->last_ask = now;
 		if (mq_wlock_wanted(l->dir)) {
 			lo_end_turn(l);
-			sleep_ms(YIELD_MS);
+			mq_sleep_ms(YIELD_MS);
 		}
 	}
 	if (l->lock_fd >= 0)

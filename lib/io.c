@@ -5,10 +5,12 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static ssize_t sys_pwrite(int fd, const void *buf, size_t len, off_t pos)
@@ -174,4 +176,33 @@ int mq_pathf(char *buf, size_t size, mq_err *err, const char *fmt, ...)
 		return mq_errf(err, MQ_E_INVAL, "path too long: %.200s...",
 			       buf);
 	return 0;
+}
+
+int mq_mkdir_durable(const char *path, const char *parent, mq_err *err)
+{
+	struct stat st;
+
+	if (mkdir(path, 0755) == 0)
+		return mq_fsync_dir(parent, err);
+	if (errno != EEXIST)
+		return mq_errsys(err, MQ_E_IO, errno, "mkdir %s", path);
+	if (stat(path, &st) < 0)
+		return mq_errsys(err, MQ_E_IO, errno, "stat %s", path);
+	if (!S_ISDIR(st.st_mode))
+		return mq_errf(err, MQ_E_IO, "%s: not a directory", path);
+	return 0;
+}
+
+bool mq_pid_alive(long pid)
+{
+	return pid > 0 && pid <= INT_MAX &&
+	       (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
+void mq_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
 }

@@ -41,6 +41,17 @@ int mq_pathf(char *buf, size_t size, mq_err *err, const char *fmt, ...)
 /* fsync a directory by path (so a create/rename in it is durable). */
 int mq_fsync_dir(const char *path, mq_err *err);
 
+/* mkdir path unless it is a directory already; when created, fsync
+ * parent (the directory holding it) so that the new entry survives a
+ * crash. 0 or -1 + err. */
+int mq_mkdir_durable(const char *path, const char *parent, mq_err *err);
+
+/* Whether process pid exists (it may belong to another user). */
+bool mq_pid_alive(long pid);
+
+/* Sleep ms milliseconds, signals or not. */
+void mq_sleep_ms(int ms);
+
 /*
  * Durably replace the file at path with len bytes of data: write to
  * path.tmp, fsync, rename over path, fsync the directory. 0 or -1 + err.

@@ -95,20 +95,6 @@ static int cmp_tp(const char *t1, int32_t p1, const char *t2, int32_t p2)
 	return c ? c : (p1 > p2) - (p1 < p2);
 }
 
-static int mkdir_durable(const char *path, const char *parent, mq_err *err)
-{
-	if (mkdir(path, 0755) == 0)
-		return mq_fsync_dir(parent, err);
-	if (errno != EEXIST)
-		return mq_errsys(err, MQ_E_IO, errno, "mkdir %s", path);
-	return 0;
-}
-
-static bool pid_alive(long pid)
-{
-	return pid > 0 && pid <= INT_MAX &&
-	       (kill((pid_t)pid, 0) == 0 || errno == EPERM);
-}
 
 static void free_strv(char **v, size_t n)
 {
@@ -270,7 +256,7 @@ static int scan_members(const char *gdir, bool cleanup, const char *self_name,
 			 * finished. */
 			long pid = strtol(d->d_name + sizeof TMP_PREFIX - 1,
 					  NULL, 10);
-			if (!pid_alive(pid))
+			if (!mq_pid_alive(pid))
 				unlinkat(dirfd(dir), d->d_name, 0);
 			continue;
 		}
@@ -401,11 +387,11 @@ int mq_lg_join(const char *groups_dir, const char *group, const char *client,
 	if (set_topics(g, topics, ntopics, err) < 0 ||
 	    mq_pathf(g->gdir, sizeof g->gdir, err, "%s/%s", groups_dir,
 		  group) < 0 ||
-	    mkdir_durable(g->gdir, groups_dir, err) < 0 ||
+	    mq_mkdir_durable(g->gdir, groups_dir, err) < 0 ||
 	    mq_pathf(path, sizeof path, err, "%s/%s", g->gdir, MEMBERS) < 0 ||
-	    mkdir_durable(path, g->gdir, err) < 0 ||
+	    mq_mkdir_durable(path, g->gdir, err) < 0 ||
 	    mq_pathf(tmp, sizeof tmp, err, "%s/%s", g->gdir, OWNERS) < 0 ||
-	    mkdir_durable(tmp, g->gdir, err) < 0 ||
+	    mq_mkdir_durable(tmp, g->gdir, err) < 0 ||
 	    mq_pathf(g->file, sizeof g->file, err, "%s/%ld-%u-%08x%s", path,
 		  (long)getpid(), n, nonce, LOCK_EXT) < 0 ||
 	    mq_pathf(tmp, sizeof tmp, err, "%s/%s%ld-%u-%08x", path,

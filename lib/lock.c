@@ -89,18 +89,6 @@ static void read_holder(int fd, pid_t *pid, char *what, size_t what_size)
 		clean_what(what, what_size, end + 1, strlen(end + 1));
 }
 
-static bool pid_alive(pid_t pid)
-{
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { 0, (long)ms * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 int mq_dirlock_acquire(const char *dir, bool wait, const char *what,
 		       pid_t *holder, mq_err *err)
@@ -155,10 +143,10 @@ int mq_dirlock_acquire(const char *dir, bool wait, const char *what,
 			break;
 		}
 		if (wait) {
-			sleep_ms(RETRY_MS);
+			mq_sleep_ms(RETRY_MS);
 			continue;
 		}
-		if (pid_alive(hpid)) {
+		if (mq_pid_alive(hpid)) {
 			close(fd);
 			if (holder)
 				*holder = hpid;
@@ -176,7 +164,7 @@ int mq_dirlock_acquire(const char *dir, bool wait, const char *what,
 				       "data directory %s is locked by another "
 				       "process", dir);
 		}
-		sleep_ms(RETRY_MS);
+		mq_sleep_ms(RETRY_MS);
 	}
 
 	/*
@@ -240,7 +228,7 @@ int mq_dirlock_probe(const char *dir, pid_t *holder, char *what,
 			return mq_errsys(err, MQ_E_IO, e, "lock %s", path);
 		}
 		read_holder(fd, &pid, what, what_size);
-		if (pid_alive(pid))
+		if (mq_pid_alive(pid))
 			break;
 		if (tries >= RETRY_COUNT) {
 			/* Held, but by whom is not recorded. */
@@ -249,7 +237,7 @@ int mq_dirlock_probe(const char *dir, pid_t *holder, char *what,
 				what[0] = '\0';
 			break;
 		}
-		sleep_ms(RETRY_MS);
+		mq_sleep_ms(RETRY_MS);
 	}
 	close(fd);
 	*holder = pid;

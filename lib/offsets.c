@@ -113,19 +113,10 @@ static int group_path(char *buf, size_t size, const mq_offsets *o,
 static int ensure_group_dir(const mq_offsets *o, mq_err *err)
 {
 	char path[PATH_MAX];
-	struct stat st;
 
 	if (group_path(path, sizeof path, o, NULL, err) < 0)
 		return -1;
-	if (mkdir(path, 0755) == 0)
-		return mq_fsync_dir(o->groups_dir, err);
-	if (errno != EEXIST)
-		return mq_errsys(err, MQ_E_IO, errno, "mkdir %s", path);
-	if (stat(path, &st) < 0)
-		return mq_errsys(err, MQ_E_IO, errno, "stat %s", path);
-	if (!S_ISDIR(st.st_mode))
-		return mq_errf(err, MQ_E_IO, "%s: not a directory", path);
-	return 0;
+	return mq_mkdir_durable(path, o->groups_dir, err);
 }
 
 /* ---- parsing ---- */

@@ -148,11 +148,6 @@ struct mq_store {
 	struct table parts;	/* (topic, partition) -> open partition */
 };
 
-static bool pid_alive(pid_t pid)
-{
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
-}
-
 /*
  * Remove name (relative to the directory open as at) and, if it is a
  * directory, everything in it. Symbolic links are removed, never followed.
@@ -203,23 +198,6 @@ static void parent_of(char *buf, size_t size, const char *path)
 		snprintf(buf, size, "%.*s", (int)(slash - path), path);
 }
 
-/* mkdir path unless it exists; when created, fsync parent so that the new
- * entry survives a crash. */
-static int make_dir(const char *path, const char *parent, mq_err *err)
-{
-	struct stat st;
-
-	if (mkdir(path, 0755) == 0)
-		return mq_fsync_dir(parent, err);
-	if (errno != EEXIST)
-		return mq_errsys(err, MQ_E_IO, errno, "mkdir %s", path);
-	if (stat(path, &st) < 0)
-		return mq_errsys(err, MQ_E_IO, errno, "stat %s", path);
-	if (!S_ISDIR(st.st_mode))
-		return mq_errf(err, MQ_E_IO, "%s: not a directory", path);
-	return 0;
-}
-
 /*
  * Remove the temporary directories of topic creations that never finished
  * (".tmp-<topic>-<pid>"), unless their creator still runs.
@@ -243,7 +221,7 @@ static void clean_stale(mq_store *s)
 		pid = strtol(dash + 1, &end, 10);
 		if (!errno && *end == '\0' && end != dash + 1 && pid > 0 &&
 		    pid <= INT_MAX && pid != (long)getpid() &&
-		    pid_alive((pid_t)pid))
+		    mq_pid_alive((pid_t)pid))
 			continue;
 		remove_tree(dirfd(dir), d->d_name, 0);
 	}
@@ -317,9 +295,9 @@ int mq_store_open(const char *dir, const mq_store_opts *opts,
 		}
 	} else {
 		parent_of(parent, sizeof parent, s->dir);
-		if (make_dir(s->dir, parent, err) < 0 ||
-		    make_dir(s->topics_dir, s->dir, err) < 0 ||
-		    make_dir(s->groups_dir, s->dir, err) < 0)
+		if (mq_mkdir_durable(s->dir, parent, err) < 0 ||
+		    mq_mkdir_durable(s->topics_dir, s->dir, err) < 0 ||
+		    mq_mkdir_durable(s->groups_dir, s->dir, err) < 0)
 			goto fail;
 		clean_stale(s);
 	}

@@ -19,18 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "lock.h"
 
 #define WAIT_FILE "lock.wait"
 #define WAIT_MAX_MS 2
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static int wait_path(char *buf, size_t size, const char *dir, mq_err *err)
 {
@@ -128,7 +121,7 @@ int mq_wlock_acquire(const char *dir, int timeout_ms, mq_err *err)
 		}
 		if (wait_fd < 0 && (wait_fd = announce(dir, &e)) < 0)
 			goto fail;
-		sleep_ms(delay);
+		mq_sleep_ms(delay);
 		if (delay < WAIT_MAX_MS)
 			delay *= 2;
 	}
