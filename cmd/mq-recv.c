@@ -113,6 +113,7 @@ static struct opts {
 	enum out_mode out;
 	char terminator;
 	const char *key_delim;
+	size_t key_delim_len;
 	cli_format *fmt;
 	bool from_beginning;
 	bool from_new_given;
@@ -276,6 +277,7 @@ static void parse_args(int argc, char **argv)
 			break;
 		case 'K':
 			o.key_delim = optarg;
+			o.key_delim_len = strlen(optarg);
 			break;
 		case 'f':
 			format = optarg;
@@ -815,7 +817,7 @@ static void out_record(size_t index, const struct part *p,
 		if (o.key_delim) {
 			if (r->key_len > 0)
 				mq_w_raw(w, r->key, (size_t)r->key_len);
-			mq_w_raw(w, o.key_delim, strlen(o.key_delim));
+			mq_w_raw(w, o.key_delim, o.key_delim_len);
 		}
 		if (r->value_len > 0)
 			mq_w_raw(w, r->value, (size_t)r->value_len);
@@ -1208,6 +1210,13 @@ static void env_bytes(const char *name, const uint8_t *p, int32_t len)
 	mq_w_free(&w);
 }
 
+static void msg_id(const struct msg *m, const struct part *p, char *buf,
+		   size_t size)
+{
+	snprintf(buf, size, "%s/%" PRId32 "/%" PRId64, p->topic, p->id,
+		 m->rec.offset);
+}
+
 /* In the child: the environment of one message, then the shell. */
 static void __attribute__((noreturn))
 child_exec(const struct msg *m, const struct part *p, int in_fd, int err_fd)
@@ -1235,8 +1244,7 @@ child_exec(const struct msg *m, const struct part *p, int in_fd, int err_fd)
 	setenv("MQ_PARTITION", num, 1);
 	snprintf(num, sizeof num, "%" PRId64, m->rec.offset);
 	setenv("MQ_OFFSET", num, 1);
-	snprintf(id, sizeof id, "%s/%" PRId32 "/%" PRId64, p->topic, p->id,
-		 m->rec.offset);
+	msg_id(m, p, id, sizeof id);
 	setenv("MQ_ID", id, 1);
 	snprintf(num, sizeof num, "%" PRId64, m->rec.timestamp);
 	setenv("MQ_TIMESTAMP", num, 1);
@@ -1364,13 +1372,6 @@ static void describe_status(const struct msg *m, char *buf, size_t size)
 		snprintf(buf, size, "signal %d", WTERMSIG(m->status));
 	else
 		snprintf(buf, size, "status %d", m->status);
-}
-
-static void msg_id(const struct msg *m, const struct part *p, char *buf,
-		   size_t size)
-{
-	snprintf(buf, size, "%s/%" PRId32 "/%" PRId64, p->topic, p->id,
-		 m->rec.offset);
 }
 
 /* Send m, with what we know of its failure, to the group's dead-letter

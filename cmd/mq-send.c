@@ -40,6 +40,7 @@
 #include "cli/cli.h"
 #include "cli/msg.h"
 #include "batch.h"
+#include "pseq.h"
 #include "ep.h"
 #include "name.h"
 #include "proto.h"
@@ -144,6 +145,7 @@ static const struct option longopts[] = {
 
 static struct {
 	const char *broker, *dir, *topic;
+	size_t topic_len;
 	int mode;
 	const char *mode_opt;       /* as given, for messages */
 	bool nul, json, quiet, verbose, stop_on_error;
@@ -356,13 +358,12 @@ static void report(uint64_t line, const char *reason)
 static void print_ok(uint64_t line, int32_t partition, int64_t offset)
 {
 	char buf[600], *p = buf;
-	size_t tl = strlen(O.topic);
 
 	if (O.quiet)
 		return;
 	if (!O.json) {
-		memcpy(p, O.topic, tl);
-		p += tl;
+		memcpy(p, O.topic, O.topic_len);
+		p += O.topic_len;
 		*p++ = '/';
 		p = put_u64(p, (uint64_t)partition);
 		*p++ = '/';
@@ -372,12 +373,12 @@ static void print_ok(uint64_t line, int32_t partition, int64_t offset)
 		return;
 	}
 	p += snprintf(p, 40, "{\"line\":%" PRIu64 ",\"id\":\"", line);
-	memcpy(p, O.topic, tl);
-	p += tl;
+	memcpy(p, O.topic, O.topic_len);
+	p += O.topic_len;
 	p += snprintf(p, 80, "/%" PRId32 "/%" PRId64 "\",\"topic\":\"", partition,
 		      offset);
-	memcpy(p, O.topic, tl);
-	p += tl;
+	memcpy(p, O.topic, O.topic_len);
+	p += O.topic_len;
 	p += snprintf(p, 100, "\",\"partition\":%" PRId32 ",\"offset\":%" PRId64
 		      ",\"status\":\"ok\"}\n", partition, offset);
 	out_raw(buf, (size_t)(p - buf));
@@ -498,14 +499,6 @@ static struct batch *batch_new(struct part *p)
 	return b;
 }
 
-/* a + n as a sequence number: past INT32_MAX comes 0 (batches never
- * straddle it, see add_record). */
-static int32_t seq_add(int32_t a, int32_t n)
-{
-	int64_t r = (int64_t)a + n;
-	return r > INT32_MAX ? (int32_t)(r - INT32_MAX - 1) : (int32_t)r;
-}
-
 static void batch_seal(struct batch *b)
 {
 	mq_err err;
@@ -523,7 +516,7 @@ static void batch_close(struct batch *b)
 	if (p->open == b)
 		p->open = NULL;
 	b->seq = p->next_seq;
-	p->next_seq = seq_add(p->next_seq, b->bb.count);
+	p->next_seq = mq_seq_add(p->next_seq, b->bb.count);
 	batch_seal(b);
 	b->state = B_READY;
 	b->queued = true;
@@ -848,7 +841,7 @@ static void on_reply(struct batch *b, int code, const char *msg,
 			struct part *q = &parts[partition];
 			if (!q->head && !q->open) {
 				q->pid = p->pid;
-				q->next_seq = seq_add(b->seq, b->bb.count);
+				q->next_seq = mq_seq_add(b->seq, b->bb.count);
 				q->hole = false;
 			} else {
 				q->hole = true;
@@ -962,7 +955,7 @@ static int fix_hole(struct part *p)
 		if (b->state == B_DONE)
 			continue;
 		b->seq = seq;
-		seq = seq_add(seq, b->bb.count);
+		seq = mq_seq_add(seq, b->bb.count);
 		batch_seal(b);
 	}
 	p->next_seq = seq;
@@ -1722,6 +1715,7 @@ static void parse_args(int argc, char **argv)
 			break;
 		case 't':
 			O.topic = optarg;
+			O.topic_len = strlen(optarg);
 			break;
 		case '0':
 			O.nul = true;

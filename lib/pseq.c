@@ -1,12 +1,10 @@
 /* pseq.c - an idempotent producer's sequence on one partition (pseq.h). */
 #include "pseq.h"
 
-/*
- * Sequence numbers wrap from INT32_MAX to 0, as Kafka's do. Computed in
- * 64 bits: last_seq + 1 in int32_t would overflow at the wrap, and the
- * compiler may then assume it never happens and drop the wrap's test.
- */
-static int32_t seq_next(int32_t seq, int64_t n)
+/* Computed in 64 bits: last_seq + 1 in int32_t would overflow at the
+ * wrap, and the compiler may then assume it never happens and drop the
+ * wrap's test. */
+int32_t mq_seq_add(int32_t seq, int64_t n)
 {
 	int64_t r = (int64_t)seq + n;
 
@@ -29,7 +27,7 @@ enum mq_seq_verdict mq_pseq_check(const mq_pseq *s, const mq_batch_hdr *h,
 			return MQ_SEQ_DUPLICATE;
 		}
 	}
-	if (h->base_sequence == seq_next(s->last_seq, 1))
+	if (h->base_sequence == mq_seq_add(s->last_seq, 1))
 		return MQ_SEQ_NEW;
 	if (h->base_sequence <= s->last_seq)
 		return MQ_SEQ_OLD;
@@ -46,7 +44,7 @@ void mq_pseq_record(mq_pseq *s, const mq_batch_hdr *h, int64_t base)
 	s->head = (k + 1) % MQ_PSEQ_BATCHES;
 	if (s->n < MQ_PSEQ_BATCHES)
 		s->n++;
-	s->last_seq = seq_next(h->base_sequence, h->last_offset_delta);
+	s->last_seq = mq_seq_add(h->base_sequence, h->last_offset_delta);
 }
 
 int mq_pseq_refuse(enum mq_seq_verdict v, const mq_batch_hdr *h,

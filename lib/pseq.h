@@ -30,6 +30,10 @@ typedef struct mq_pseq {
 
 enum mq_seq_verdict { MQ_SEQ_NEW, MQ_SEQ_DUPLICATE, MQ_SEQ_GAP, MQ_SEQ_OLD };
 
+/* seq + n as a sequence number (0 <= n): numbers wrap from INT32_MAX to
+ * 0, as Kafka's do. */
+int32_t mq_seq_add(int32_t seq, int64_t n);
+
 /*
  * Judge batch h of the producer whose state is s (NULL or empty: the
  * first batch seen from it, which may carry any number). A remembered
