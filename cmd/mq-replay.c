@@ -406,8 +406,8 @@ typedef int (*rec_fn)(void *arg, const mq_record *r, mq_err *err);
 /*
  * Call fn for every record of topic/part from offset from (or the log
  * start, if later) up to the visible end, in order. fn returns 0 to go
- * on, 1 to stop, -1 to fail. The fetched data is copied first, so fn may
- * use the endpoint. *start and *end (if not NULL) get the partition's log
+ * on, 1 to stop, -1 to fail; it must not use the endpoint, whose last
+ * answer the records point into. *start and *end (if not NULL) get the partition's log
  * start and visible end as last seen. Returns 0, 1 if there is no such
  * topic or partition, or -1 with err.
  *
@@ -424,14 +424,13 @@ static int read_part(mq_ep *ep, const char *topic, int32_t part,
 		     int64_t *start, int64_t *end, mq_err *err)
 {
 	int64_t off = from < 0 ? 0 : from, log_end = -1;
-	uint8_t *buf = NULL;
-	size_t cap = 0;
 	bool waited = false;
 	int rc = 0;
 
 	for (;;) {
 		mq_ep_event ev;
 		int64_t next = off, visible;
+		const uint8_t *buf;
 		size_t pos = 0, len;
 
 		if (mq_ep_fetch_send(ep, topic, part, off, FETCH_BYTES,
@@ -484,11 +483,7 @@ static int read_part(mq_ep *ep, const char *topic, int32_t part,
 			continue;
 		}
 		waited = false;
-		if (len > cap) {
-			buf = xrealloc(buf, len, 1);
-			cap = len;
-		}
-		memcpy(buf, ev.fetch.batches, len);
+		buf = ev.fetch.batches;
 		while (pos < len) {
 			mq_batch_hdr h;
 			mq_batch_iter it;
@@ -531,13 +526,11 @@ static int read_part(mq_ep *ep, const char *topic, int32_t part,
 			break;
 	}
 out:
-	free(buf);
 	return rc;
 corrupt:
 	err_context(err, "%s/%" PRId32 " near offset %" PRId64, topic, part,
 		    off);
 fail:
-	free(buf);
 	return -1;
 }
 
