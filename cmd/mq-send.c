@@ -229,7 +229,7 @@ static struct {
 static mq_ep *ep;
 static char ep_addr[1100];      /* to reconnect */
 static bool ep_dir;
-static char client_name[256];
+static mq_ep_opts eo;           /* how the endpoint is opened, again */
 static uint32_t max_message;
 static size_t max_batch;        /* builder ceiling */
 static size_t batch_target;     /* close a batch at this size */
@@ -693,18 +693,11 @@ static void limits(void)
 		batch_target = max_batch;
 }
 
+/* Connect again to the broker first opened (only ever a broker). */
 static int reopen(mq_err *err)
 {
-	mq_ep_opts o = { .timeout_ms = (int)O.timeout_ms,
-			 .client_name = client_name,
-			 .local_sync = O.mode != M_ONEWAY,
-			 .interrupted = &signals, .interrupt_at = 2 };
-
-	if (ep_dir)
-		o.dir = ep_addr + 4;	/* "dir:" */
-	else
-		o.broker = ep_addr;
-	if (mq_ep_open(&o, &ep, err) < 0)
+	ep = cli_try_open_endpoint(ep_addr, NULL, &eo, err);
+	if (!ep)
 		return -1;
 	limits();
 	return 0;
@@ -1873,19 +1866,13 @@ static void setup_input(void)
 
 int main(int argc, char **argv)
 {
-	mq_ep_opts eo = { 0 };
 	int64_t t0;
-	char host[128] = "";
 	mq_err err;
 
 	cli_init(argv[0]);
 	parse_args(argc, argv);
 	setup_signals();
-	gethostname(host, sizeof host - 1);
-	snprintf(client_name, sizeof client_name, "mq-send@%s/%ld", host,
-		 (long)getpid());
 	eo.timeout_ms = (int)O.timeout_ms;
-	eo.client_name = client_name;
 	eo.local_sync = O.mode != M_ONEWAY;
 	eo.interrupted = &signals;
 	eo.interrupt_at = 2;
