@@ -58,19 +58,28 @@ size_t mq_ep_outstanding(const mq_ep *ep) { return ep->outstanding; }
 int mq_ep_queue_push(mq_ep *ep, const mq_ep_event *ev, const uint8_t *data,
 		     size_t len)
 {
+	uint8_t *copy = NULL;
+
+	if (len) {
+		copy = malloc(len);
+		if (!copy)
+			return -1;
+		memcpy(copy, data, len);
+	}
+	return mq_ep_queue_push_owned(ep, ev, copy, len);
+}
+
+int mq_ep_queue_push_owned(mq_ep *ep, const mq_ep_event *ev, uint8_t *data,
+			   size_t len)
+{
 	struct mq_ep_qevent *q = calloc(1, sizeof *q);
 
-	if (!q)
+	if (!q) {
+		free(data);
 		return -1;
-	q->ev = *ev;
-	if (len) {
-		q->data = malloc(len);
-		if (!q->data) {
-			free(q);
-			return -1;
-		}
-		memcpy(q->data, data, len);
 	}
+	q->ev = *ev;
+	q->data = data;
 	q->ev.fetch.batches = q->data;
 	q->ev.fetch.len = len;
 	if (ep->qtail)

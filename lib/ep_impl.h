@@ -66,6 +66,10 @@ struct mq_ep {
 /* Queue an event (copies fetch data of len bytes). 0 or -1 (no memory). */
 int mq_ep_queue_push(mq_ep *ep, const mq_ep_event *ev, const uint8_t *data,
 		     size_t len);
+/* The same, taking over data (malloc'd, or NULL): freed with the event,
+ * or at once on failure. */
+int mq_ep_queue_push_owned(mq_ep *ep, const mq_ep_event *ev, uint8_t *data,
+			   size_t len);
 
 int mq_ep_broker_open(const mq_ep_opts *o, mq_ep *ep, mq_err *err);
 int mq_ep_local_open(const mq_ep_opts *o, mq_ep *ep, mq_err *err);

@@ -130,7 +130,6 @@ static int fetch_answer(mq_ep *ep, mq_partition *p, const char *topic,
 			int32_t partition, int64_t offset, uint32_t max_bytes,
 			uint64_t token, mq_err *err)
 {
-	struct limpl *l = ep->impl;
 	mq_ep_event ev;
 	mq_read_range r;
 	mq_err e = { 0 };
@@ -149,16 +148,21 @@ static int fetch_answer(mq_ep *ep, mq_partition *p, const char *topic,
 	}
 	if (r.data)	/* read already, to check it */
 		return lo_push(ep, &ev, r.data, r.len, err);
-	if (lo_reserve(l, r.len, err) < 0)
-		return -1;
-	ssize_t n = mq_pread_full(r.fd, l->buf, r.len, r.pos);
+	/* Read straight into the event's own buffer. */
+	uint8_t *data = r.len ? malloc(r.len) : NULL;
+	if (r.len && !data)
+		return mq_errf(err, MQ_E_NOMEM, "out of memory");
+	ssize_t n = r.len ? mq_pread_full(r.fd, data, r.len, r.pos) : 0;
 	if (n < 0 || (size_t)n != r.len) {
 		mq_errsys(&e, MQ_E_IO, n < 0 ? errno : EIO, "read %s/%d at "
 			  "byte %lld", topic, (int)partition, (long long)r.pos);
+		free(data);
 		lo_ev_fail(&ev, &e);
 		return lo_push(ep, &ev, NULL, 0, err);
 	}
-	return lo_push(ep, &ev, l->buf, r.len, err);
+	if (mq_ep_queue_push_owned(ep, &ev, data, r.len) < 0)
+		return mq_errf(err, MQ_E_NOMEM, "out of memory");
+	return 0;
 }
 
 static int part_dir(const struct limpl *l, char *buf, size_t size,
