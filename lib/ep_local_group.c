@@ -346,8 +346,10 @@ int lo_commit(mq_ep *ep, const char *group, const char *member_id,
 				goto done;
 			}
 	}
-	if (mq_mkdir_durable(l->groups_dir, l->dir, err) < 0 ||
-	    mq_offsets_load(l->groups_dir, group, true, &o, err) < 0)
+	/* groups/ exists: the turn's mq_store_open made sure. The offsets
+	 * are read again each time, as another process may have committed
+	 * since. */
+	if (mq_offsets_load(l->groups_dir, group, true, &o, err) < 0)
 		goto done;
 	for (size_t i = 0; i < n; i++)
 		if (mq_offsets_commit(o, e[i].topic, e[i].partition,
