@@ -188,12 +188,12 @@ static int l_fetch_send(mq_ep *ep, const char *topic, int32_t partition,
 	ev.type = MQ_EV_FETCH;
 	ev.token = token;
 	pthread_mutex_lock(&l->mu);
-	if (max_bytes > MAX_FRAME - 1024)
-		max_bytes = MAX_FRAME - 1024;
+	if (max_bytes > MQ_DEFAULT_MAX_FRAME - 1024)
+		max_bytes = MQ_DEFAULT_MAX_FRAME - 1024;
 	if (max_bytes == 0)
 		max_bytes = 1;
-	if (max_wait > MAX_WAIT_MS)
-		max_wait = MAX_WAIT_MS;
+	if (max_wait > MQ_DEFAULT_MAX_WAIT_MS)
+		max_wait = MQ_DEFAULT_MAX_WAIT_MS;
 	if (mq_topic_check(topic, true, &e) < 0 ||
 	    lo_rd_part(l, topic, partition, &p, &e) < 0) {
 		lo_ev_fail(&ev, &e);
@@ -394,8 +394,8 @@ static int l_status(mq_ep *ep, mq_status_info *st, mq_err *err)
 	st->data_bytes = bytes;
 	st->topics = (uint32_t)n;
 	st->pid = (uint32_t)getpid();
-	st->max_frame = MAX_FRAME;
-	st->max_message = MAX_MESSAGE;
+	st->max_frame = MQ_DEFAULT_MAX_FRAME;
+	st->max_message = MQ_DEFAULT_MAX_MESSAGE;
 	snprintf(st->data_dir, sizeof st->data_dir, "%s", l->dir);
 	return 0;
 }
@@ -647,8 +647,8 @@ int mq_ep_local_open(const mq_ep_opts *o, mq_ep *ep, mq_err *err)
 	ep->impl = l;
 	ep->local = true;
 	snprintf(ep->name, sizeof ep->name, "dir:%s", l->dir);
-	ep->max_message = MAX_MESSAGE;
-	ep->max_batch = MAX_FRAME - 4096;
+	ep->max_message = MQ_DEFAULT_MAX_MESSAGE;
+	ep->max_batch = MQ_DEFAULT_MAX_FRAME - 4096;
 	return 0;
 fail:
 	free(l->dir);

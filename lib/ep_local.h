@@ -13,17 +13,12 @@
 #include "ep_impl.h"
 #include "lgroup.h"
 #include "name.h"
+#include "proto.h"
 #include "pseq.h"
 #include "store.h"
 #include "watch.h"
 
-#define MAX_MESSAGE (1u << 20)          /* the broker's defaults */
-#define MAX_FRAME (16u << 20)
-#define MAX_WAIT_MS 30000
 #define DEFAULT_TIMEOUT_MS 30000
-#define SESSION_MIN_MS 1000
-#define SESSION_MAX_MS 300000
-#define MAX_SUBSCRIBE 256
 
 #define IDLE_MS 100       /* a turn ends this long after the last write */
 #define TICK_MS 20        /* ... or this soon when another process waits */

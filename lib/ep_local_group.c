@@ -90,9 +90,9 @@ int lo_join(mq_ep *ep, const char *group, const char *member_id,
 		return lo_refuse_read_only(l, err);
 	if (mq_name_check(group, err) < 0)
 		return -1;
-	if (!topics || n == 0 || n > MAX_SUBSCRIBE)
+	if (!topics || n == 0 || n > MQ_MAX_SUBSCRIBE)
 		return mq_errf(err, MQ_E_INVAL, "a join needs 1 to %d topics",
-			       MAX_SUBSCRIBE);
+			       MQ_MAX_SUBSCRIBE);
 	sorted = calloc(n, sizeof *sorted);
 	if (!sorted)
 		return mq_errf(err, MQ_E_NOMEM, "out of memory");
@@ -105,10 +105,10 @@ int lo_join(mq_ep *ep, const char *group, const char *member_id,
 	for (size_t i = 0; i < n; i++)
 		if (!ns || strcmp(sorted[ns - 1], sorted[i]) != 0)
 			sorted[ns++] = sorted[i];
-	if (session_ms < SESSION_MIN_MS)
-		session_ms = SESSION_MIN_MS;
-	if (session_ms > SESSION_MAX_MS)
-		session_ms = SESSION_MAX_MS;
+	if (session_ms < MQ_SESSION_MIN_MS)
+		session_ms = MQ_SESSION_MIN_MS;
+	if (session_ms > MQ_SESSION_MAX_MS)
+		session_ms = MQ_SESSION_MAX_MS;
 
 	pthread_mutex_lock(&l->mu);
 	/* A member writes (its commits): refuse now if a broker is here. */

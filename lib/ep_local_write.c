@@ -266,7 +266,7 @@ static int produce(mq_ep *ep, const char *topic, int32_t partition,
 	if (lo_reserve(l, len, err) < 0)
 		return -1;
 	memcpy(l->buf, batch, len);
-	if (mq_batch_validate_sized(l->buf, len, MAX_MESSAGE, NULL, &h,
+	if (mq_batch_validate_sized(l->buf, len, MQ_DEFAULT_MAX_MESSAGE, NULL, &h,
 				    &e) < 0)
 		goto fail;
 	if (mq_part_failed(p)) {

@@ -34,6 +34,16 @@
 #define MQ_REPLY 0x8000
 #define MQ_F_NOREPLY 0x0001
 
+/* Limits the broker and a direct (daemonless) writer share: the broker's
+ * defaults (mq-brokerd(8) options change them there), the bounds on a
+ * group session, the most topics one member may subscribe to. */
+#define MQ_DEFAULT_MAX_MESSAGE (1u << 20)
+#define MQ_DEFAULT_MAX_FRAME (16u << 20)
+#define MQ_DEFAULT_MAX_WAIT_MS 30000
+#define MQ_SESSION_MIN_MS 1000
+#define MQ_SESSION_MAX_MS 300000
+#define MQ_MAX_SUBSCRIBE 256
+
 enum mq_req_type {
 	/* -> version str, proto u16, uptime_ms i64, flush str ("sync" |
 	 *    "async"), connections u32, bytes_in u64, bytes_out u64,

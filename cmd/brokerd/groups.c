@@ -31,9 +31,6 @@
 #define CONTAINER(ptr, type, member) \
 	((type *)((char *)(ptr) - offsetof(type, member)))
 
-#define SESSION_MIN_MS 1000
-#define SESSION_MAX_MS 300000
-#define MAX_SUBSCRIBE 256
 
 struct assigned {
 	struct btopic *t;
@@ -446,9 +443,9 @@ void handle_join(struct conn *c, uint32_t id, mq_rbuf *r)
 	mq_r_strbuf(r, client, sizeof client);
 	session = mq_r_u32(r);
 	nt = mq_r_count(r, 2);
-	if (r->bad || nt == 0 || nt > MAX_SUBSCRIBE) {
+	if (r->bad || nt == 0 || nt > MQ_MAX_SUBSCRIBE) {
 		mq_errf(&err, MQ_E_INVAL, "malformed join request (1 to %d "
-			"topics expected)", MAX_SUBSCRIBE);
+			"topics expected)", MQ_MAX_SUBSCRIBE);
 		return reply_error(c, id, MQ_T_JOIN_GROUP, &err);
 	}
 	topics = calloc(nt, sizeof *topics);
@@ -477,10 +474,10 @@ void handle_join(struct conn *c, uint32_t id, mq_rbuf *r)
 			goto fail;
 	}
 	qsort(topics, nt, sizeof *topics, cmp_str);
-	if (session < SESSION_MIN_MS)
-		session = SESSION_MIN_MS;
-	if (session > SESSION_MAX_MS)
-		session = SESSION_MAX_MS;
+	if (session < MQ_SESSION_MIN_MS)
+		session = MQ_SESSION_MIN_MS;
+	if (session > MQ_SESSION_MAX_MS)
+		session = MQ_SESSION_MAX_MS;
 	if (!(g = group_get(b, gname))) {
 		mq_errf(&err, MQ_E_NOMEM, "out of memory");
 		goto fail;
