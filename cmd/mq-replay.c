@@ -1144,9 +1144,7 @@ static void list_row(const mq_record *r)
 		mq_wbuf w;
 
 		mq_w_init(&w);
-		cli_json_record(&w, dlq, 0, r);
-		if (!w.oom)
-			w.len -= 2;	/* reopen the object: drop "}\n" */
+		cli_json_record_open(&w, dlq, 0, r);
 		mq_w_raw(&w, ",\"replayed\":", 12);
 		mq_w_raw(&w, as ? "true" : "false", as ? 4 : 5);
 		mq_w_raw(&w, ",\"new_id\":", 10);

@@ -172,19 +172,22 @@ static void w_bytes_field(mq_wbuf *w, const char *name, const uint8_t *p,
 	}
 }
 
-/* The headers of r whose values are (text_values) or are not text. */
-static void w_headers(mq_wbuf *w, const mq_record *r, bool text_values)
+/* The headers of r whose values are (text_values) or are not text.
+ * Returns whether it skipped any. */
+static bool w_headers(mq_wbuf *w, const mq_record *r, bool text_values)
 {
 	size_t pos = 0;
 	mq_header h;
-	bool first = true;
+	bool first = true, skipped = false;
 
 	mq_w_u8(w, '{');
 	while (mq_header_next(r, &pos, &h) == 1) {
 		bool text = h.value_len < 0 ||
 			    cli_is_text(h.value, (size_t)h.value_len);
-		if (text != text_values)
+		if (text != text_values) {
+			skipped = true;
 			continue;
+		}
 		if (!first)
 			mq_w_u8(w, ',');
 		first = false;
@@ -209,21 +212,11 @@ static void w_headers(mq_wbuf *w, const mq_record *r, bool text_values)
 		}
 	}
 	mq_w_u8(w, '}');
+	return skipped;
 }
 
-static bool has_binary_header(const mq_record *r)
-{
-	size_t pos = 0;
-	mq_header h;
-
-	while (mq_header_next(r, &pos, &h) == 1)
-		if (h.value_len >= 0 && !cli_is_text(h.value, (size_t)h.value_len))
-			return true;
-	return false;
-}
-
-void cli_json_record(mq_wbuf *w, const char *topic, int32_t partition,
-		     const mq_record *r)
+void cli_json_record_open(mq_wbuf *w, const char *topic, int32_t partition,
+			  const mq_record *r)
 {
 	/* Room for the longest topic (internal names included) and the id
 	 * built from it: TOPIC/PARTITION/OFFSET. */
@@ -244,11 +237,16 @@ void cli_json_record(mq_wbuf *w, const char *topic, int32_t partition,
 	mq_w_u8(w, ',');
 	w_bytes_field(w, "value", r->value, r->value_len);
 	w_text(w, ",\"headers\":");
-	w_headers(w, r, true);
-	if (has_binary_header(r)) {
+	if (w_headers(w, r, true)) {	/* some values are not text */
 		w_text(w, ",\"headers_b64\":");
 		w_headers(w, r, false);
 	}
+}
+
+void cli_json_record(mq_wbuf *w, const char *topic, int32_t partition,
+		     const mq_record *r)
+{
+	cli_json_record_open(w, topic, partition, r);
 	w_text(w, "}\n");
 }
 

@@ -76,6 +76,10 @@ int cli_json_parse(const char *line, size_t len, cli_msgbuf *b, cli_msg *m,
 void cli_json_record(mq_wbuf *w, const char *topic, int32_t partition,
 		     const mq_record *r);
 
+/* The same object left open (no "}\n"), for a caller to add fields. */
+void cli_json_record_open(mq_wbuf *w, const char *topic, int32_t partition,
+			  const mq_record *r);
+
 /* JSON string escaping of s (len bytes, valid UTF-8 assumed) into w,
  * quotes included. */
 void cli_json_str(mq_wbuf *w, const char *s, size_t len);
