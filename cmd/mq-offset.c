@@ -546,23 +546,6 @@ static void get_metadata(mq_ep *ep, mq_topic_meta **m, size_t *n)
 	free(names);
 }
 
-static const mq_topic_meta *find_topic(const mq_topic_meta *m, size_t n,
-				       const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (m[i].code == 0 && strcmp(m[i].name, name) == 0)
-			return &m[i];
-	return NULL;
-}
-
-static const mq_part_meta *find_part(const mq_topic_meta *t, int32_t p)
-{
-	for (int32_t i = 0; t && i < t->nparts; i++)
-		if (t->parts[i].id == p)
-			return &t->parts[i];
-	return NULL;
-}
-
 /* ---- status ---- */
 
 static void uptime_text(int64_t ms, char *buf, size_t size)
@@ -823,7 +806,7 @@ static struct tp *group_partitions(const mq_group_info *g,
 				g->members[i].parts[k].partition);
 	direct = n;
 	for (size_t i = 0; i < direct; i++) {
-		const mq_topic_meta *t = find_topic(m, nm, v[i].topic);
+		const mq_topic_meta *t = mq_topic_meta_find(m, nm, v[i].topic);
 		bool seen = false;
 		for (size_t k = 0; k < i && !seen; k++)
 			seen = strcmp(v[k].topic, v[i].topic) == 0;
@@ -839,16 +822,6 @@ static struct tp *group_partitions(const mq_group_info *g,
 			v[k++] = v[i];
 	*np = k;
 	return v;
-}
-
-static const mq_group_offset *committed(const mq_group_info *g,
-					const char *topic, int32_t p)
-{
-	for (size_t i = 0; i < g->noffsets; i++)
-		if (g->offsets[i].partition == p &&
-		    strcmp(g->offsets[i].topic, topic) == 0)
-			return &g->offsets[i];
-	return NULL;
 }
 
 static const mq_group_member *owner(const mq_group_info *g,
@@ -873,9 +846,11 @@ struct grow {
 static void grow_fill(struct grow *r, const mq_group_info *g,
 		      const mq_topic_meta *m, size_t nm, const struct tp *tp)
 {
-	const mq_group_offset *c = committed(g, tp->topic, tp->partition);
-	const mq_part_meta *p = find_part(find_topic(m, nm, tp->topic),
-					  tp->partition);
+	const mq_group_offset *c = mq_group_committed(g, tp->topic,
+						      tp->partition);
+	const mq_part_meta *p =
+		mq_part_meta_find(mq_topic_meta_find(m, nm, tp->topic),
+				  tp->partition);
 
 	r->topic = tp->topic;
 	r->partition = tp->partition;
@@ -1261,7 +1236,7 @@ static int commit_batch(mq_ep *ep, struct ids *ids, mq_err *err)
 			cli_die(EX_DATAERR_, "%s: topic %s: %s; nothing of this "
 				"batch was committed", c->where, c->topic,
 				mq_code_name(t->code));
-		if (!(p = find_part(t, c->partition)))
+		if (!(p = mq_part_meta_find(t, c->partition)))
 			cli_die(EX_DATAERR_, "%s: topic %s has no partition %d "
 				"(it has %d); nothing of this batch was "
 				"committed", c->where, c->topic, c->partition,
@@ -1304,8 +1279,9 @@ static int commit_batch(mq_ep *ep, struct ids *ids, mq_err *err)
 	struct json j = { 0 };
 	tbl_init(&t, "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", NULL);
 	for (size_t i = 0; i < ne; i++) {
-		const mq_group_offset *c = ng ? committed(&g[0], e[i].topic,
-							  e[i].partition) : NULL;
+		const mq_group_offset *c =
+			ng ? mq_group_committed(&g[0], e[i].topic,
+						e[i].partition) : NULL;
 		int64_t now = c ? c->offset : -1;
 
 		if (!o.quiet && now > e[i].offset)
@@ -1562,7 +1538,7 @@ static int cmd_reset(void)
 		size_t n = ta->parts ? ta->nparts : (size_t)m[i].nparts;
 		for (size_t k = 0; k < n; k++) {
 			int32_t p = ta->parts ? ta->parts[k] : m[i].parts[k].id;
-			const mq_part_meta *pm = find_part(&m[i], p);
+			const mq_part_meta *pm = mq_part_meta_find(&m[i], p);
 			const mq_group_offset *c;
 			bool dup = false;
 
@@ -1575,7 +1551,7 @@ static int cmd_reset(void)
 				      strcmp(tg[x].topic, ta->name) == 0;
 			if (dup)
 				continue;
-			c = ng ? committed(&g[0], ta->name, p) : NULL;
+			c = ng ? mq_group_committed(&g[0], ta->name, p) : NULL;
 			tg[nt++] = (struct target){
 				.topic = ta->name, .partition = p,
 				.current = c ? c->offset : -1,

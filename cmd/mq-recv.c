@@ -870,23 +870,12 @@ static int commit_now(const char *why)
 static int64_t group_offset(const mq_group_info *g, size_t ng,
 			    const char *topic, int32_t id)
 {
-	for (size_t i = 0; i < ng; i++)
-		for (size_t k = 0; k < g[i].noffsets; k++)
-			if (g[i].offsets[k].partition == id &&
-			    !strcmp(g[i].offsets[k].topic, topic))
-				return g[i].offsets[k].offset;
+	for (size_t i = 0; i < ng; i++) {
+		const mq_group_offset *c = mq_group_committed(&g[i], topic, id);
+		if (c)
+			return c->offset;
+	}
 	return -1;
-}
-
-static const mq_part_meta *meta_find(const mq_topic_meta *m, size_t nm,
-				     const char *topic, int32_t id)
-{
-	for (size_t i = 0; i < nm; i++)
-		if (!strcmp(m[i].name, topic) && m[i].code == 0)
-			for (int32_t k = 0; k < m[i].nparts; k++)
-				if (m[i].parts[k].id == id)
-					return &m[i].parts[k];
-	return NULL;
 }
 
 /* Take the assignment a: revoke what is gone, start what is new at its
@@ -932,7 +921,8 @@ static int apply_assignment(const mq_assignment *a)
 		if (p->active)
 			continue;
 		committed = group_offset(g, ng, tp->topic, tp->partition);
-		pm = meta_find(m, nm, tp->topic, tp->partition);
+		pm = mq_part_meta_find(mq_topic_meta_find(m, nm, tp->topic),
+				       tp->partition);
 		if (committed >= 0)
 			start = committed;
 		else if (!pm)

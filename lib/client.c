@@ -1052,3 +1052,30 @@ int mq_client_describe_groups(mq_client *c, const char *group,
 	*nout = count;
 	return 0;
 }
+
+const mq_topic_meta *mq_topic_meta_find(const mq_topic_meta *m, size_t n,
+					const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (m[i].code == 0 && strcmp(m[i].name, name) == 0)
+			return &m[i];
+	return NULL;
+}
+
+const mq_part_meta *mq_part_meta_find(const mq_topic_meta *t, int32_t id)
+{
+	for (int32_t i = 0; t && i < t->nparts; i++)
+		if (t->parts[i].id == id)
+			return &t->parts[i];
+	return NULL;
+}
+
+const mq_group_offset *mq_group_committed(const mq_group_info *g,
+					  const char *topic, int32_t partition)
+{
+	for (size_t i = 0; i < g->noffsets; i++)
+		if (g->offsets[i].partition == partition &&
+		    strcmp(g->offsets[i].topic, topic) == 0)
+			return &g->offsets[i];
+	return NULL;
+}

@@ -124,6 +124,11 @@ typedef struct mq_topic_meta {
 int mq_client_metadata(mq_client *c, const char *const *topics, size_t n,
 		       mq_topic_meta **out, size_t *nout, mq_err *err);
 void mq_topic_meta_free(mq_topic_meta *m, size_t n);
+/* The topic called name among m[0..n) (one without an error), or NULL. */
+const mq_topic_meta *mq_topic_meta_find(const mq_topic_meta *m, size_t n,
+					const char *name);
+/* Partition id of t (NULL: none), or NULL. */
+const mq_part_meta *mq_part_meta_find(const mq_topic_meta *t, int32_t id);
 
 int mq_client_create_topic(mq_client *c, const char *topic,
 			   int32_t partitions, mq_err *err);
@@ -229,5 +234,8 @@ typedef struct mq_group_info {
 int mq_client_describe_groups(mq_client *c, const char *group,
 			      mq_group_info **out, size_t *n, mq_err *err);
 void mq_group_info_free(mq_group_info *g, size_t n);
+/* The offset g has committed for topic/partition, or NULL. */
+const mq_group_offset *mq_group_committed(const mq_group_info *g,
+					  const char *topic, int32_t partition);
 
 #endif
