@@ -194,32 +194,6 @@ static struct {
 	int nargs;
 } o = { .max_lag = -1, .interval_ms = 1000 };
 
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size ? size : 1);
-	if (!p)
-		cli_die(EX_SOFTWARE_, "out of memory");
-	return p;
-}
-
-static void *xrealloc(void *p, size_t n, size_t size)
-{
-	if (size && n > SIZE_MAX / size)
-		cli_die(EX_SOFTWARE_, "out of memory");
-	p = realloc(p, n * size != 0 ? n * size : 1);
-	if (!p)
-		cli_die(EX_SOFTWARE_, "out of memory");
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-	if (!p)
-		cli_die(EX_SOFTWARE_, "out of memory");
-	return p;
-}
-
 static void print_usage(FILE *f, enum sub sub)
 {
 	bool first = true;
@@ -283,7 +257,7 @@ static void tbl_add(struct table *t, const char *fmt, ...)
 	va_end(ap);
 	if (t->n == t->cap) {
 		t->cap = t->cap ? 2 * t->cap : 64;
-		t->cells = xrealloc(t->cells, t->cap, sizeof *t->cells);
+		t->cells = cli_xrealloc(t->cells, t->cap, sizeof *t->cells);
 	}
 	t->cells[t->n++] = s;
 }
@@ -328,7 +302,7 @@ static void tbl_free(struct table *t)
 /* Print (skipping the heading if !heading) and free. */
 static void tbl_flush(struct table *t, bool heading)
 {
-	size_t *w = xcalloc(t->ncols, sizeof *w);
+	size_t *w = cli_xcalloc(t->ncols, sizeof *w);
 
 	for (size_t i = 0; i < t->n; i++) {
 		size_t len = strlen(t->cells[i]);
@@ -527,7 +501,7 @@ static bool transport_failed(const mq_err *err)
  * an error (65). */
 static void get_metadata(mq_ep *ep, mq_topic_meta **m, size_t *n)
 {
-	const char **names = xcalloc(o.ntopics, sizeof *names);
+	const char **names = cli_xcalloc(o.ntopics, sizeof *names);
 	mq_err err;
 
 	for (size_t i = 0; i < o.ntopics; i++)
@@ -778,7 +752,7 @@ static void tp_push(struct tp **v, size_t *n, size_t *cap, const char *topic,
 		return;
 	if (*n == *cap) {
 		*cap = *cap ? 2 * *cap : 32;
-		*v = xrealloc(*v, *cap, sizeof **v);
+		*v = cli_xrealloc(*v, *cap, sizeof **v);
 	}
 	(*v)[*n].topic = topic;
 	(*v)[*n].partition = p;
@@ -1136,7 +1110,7 @@ static int parse_json_id(const char *s, size_t len, struct cid *c, char *why,
 		snprintf(why, whysz, "%s", err.msg);
 		goto out;
 	}
-	c->topic = xstrdup(t->valuestring);
+	c->topic = cli_xstrdup(t->valuestring);
 	c->partition = (int32_t)part;
 	c->offset = off;
 	rc = 0;
@@ -1174,7 +1148,7 @@ static void add_line(struct ids *ids, const char *s, size_t len,
 	snprintf(c.where, sizeof c.where, "%s", where);
 	if (ids->n == ids->cap) {
 		ids->cap = ids->cap ? 2 * ids->cap : 64;
-		ids->v = xrealloc(ids->v, ids->cap, sizeof *ids->v);
+		ids->v = cli_xrealloc(ids->v, ids->cap, sizeof *ids->v);
 	}
 	ids->v[ids->n++] = c;
 }
@@ -1202,8 +1176,8 @@ static bool printed_heading;
  */
 static int commit_batch(mq_ep *ep, struct ids *ids, mq_err *err)
 {
-	const char **names = xcalloc(ids->n, sizeof *names);
-	mq_commit_entry *e = xcalloc(ids->n, sizeof *e);
+	const char **names = cli_xcalloc(ids->n, sizeof *names);
+	mq_commit_entry *e = cli_xcalloc(ids->n, sizeof *e);
 	mq_topic_meta *m = NULL;
 	mq_group_info *g = NULL;
 	size_t nn = 0, nm = 0, ne = 0, ng = 0;
@@ -1363,7 +1337,7 @@ static int in_read(struct inbuf *in, int fd)
 
 	if (in->cap - in->len < 65536) {
 		in->cap = in->cap ? 2 * in->cap : 131072;
-		in->p = xrealloc(in->p, in->cap, 1);
+		in->p = cli_xrealloc(in->p, in->cap, 1);
 	}
 	n = read(fd, in->p + in->len, in->cap - in->len);
 	if (n < 0) {
@@ -1532,7 +1506,7 @@ static int cmd_reset(void)
 	for (size_t i = 0; i < o.ntopics; i++)
 		cap += o.topics[i].parts ? o.topics[i].nparts
 					 : (size_t)m[i].nparts;
-	tg = xcalloc(cap, sizeof *tg);
+	tg = cli_xcalloc(cap, sizeof *tg);
 	for (size_t i = 0; i < o.ntopics; i++) {
 		const struct topic_arg *ta = &o.topics[i];
 		size_t n = ta->parts ? ta->nparts : (size_t)m[i].nparts;
@@ -1600,7 +1574,7 @@ static int cmd_reset(void)
 				 x->want < x->start ? x->start : x->end, x->to);
 	}
 	if (o.execute && nt) {
-		mq_commit_entry *e = xcalloc(nt, sizeof *e);
+		mq_commit_entry *e = cli_xcalloc(nt, sizeof *e);
 		for (size_t i = 0; i < nt; i++)
 			e[i] = (mq_commit_entry){ tg[i].topic, tg[i].partition,
 						  tg[i].to };
@@ -1668,7 +1642,7 @@ static void add_topic(const char *arg)
 	const char *colon = strchr(arg, ':');
 	mq_err err;
 
-	ta.name = colon ? strndup(arg, (size_t)(colon - arg)) : xstrdup(arg);
+	ta.name = colon ? strndup(arg, (size_t)(colon - arg)) : cli_xstrdup(arg);
 	if (!ta.name)
 		cli_die(EX_SOFTWARE_, "out of memory");
 	if (mq_topic_check(ta.name, true, &err) < 0)
@@ -1700,7 +1674,7 @@ static void add_topic(const char *arg)
 			for (int64_t x = a; x <= b; x++) {
 				if (ta.nparts == cap) {
 					cap = cap ? 2 * cap : 8;
-					ta.parts = xrealloc(ta.parts, cap,
+					ta.parts = cli_xrealloc(ta.parts, cap,
 							    sizeof *ta.parts);
 				}
 				ta.parts[ta.nparts++] = (int32_t)x;
@@ -1720,7 +1694,7 @@ static void add_topic(const char *arg)
 				old->parts = NULL;
 				old->nparts = 0;
 			} else {
-				old->parts = xrealloc(old->parts,
+				old->parts = cli_xrealloc(old->parts,
 						      old->nparts + ta.nparts,
 						      sizeof *old->parts);
 				memcpy(old->parts + old->nparts, ta.parts,
@@ -1731,7 +1705,7 @@ static void add_topic(const char *arg)
 			free(ta.name);
 			return;
 		}
-	o.topics = xrealloc(o.topics, o.ntopics + 1, sizeof *o.topics);
+	o.topics = cli_xrealloc(o.topics, o.ntopics + 1, sizeof *o.topics);
 	o.topics[o.ntopics++] = ta;
 }
 

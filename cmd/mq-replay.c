@@ -113,26 +113,6 @@ static char dlq[MQ_TOPIC_MAX + 1], rpl[MQ_TOPIC_MAX + 1];
 
 /* ---- small helpers ---- */
 
-static void *xrealloc(void *p, size_t n, size_t size)
-{
-	if (size && n > SIZE_MAX / size)
-		cli_die(EX_SOFTWARE_, "out of memory");
-	p = realloc(p, n && size ? n * size : 1);
-	if (!p)
-		cli_die(EX_SOFTWARE_, "out of memory");
-	return p;
-}
-
-static char *xstrndup(const void *s, size_t n)
-{
-	char *d = xrealloc(NULL, n + 1, 1);
-
-	if (n)
-		memcpy(d, s, n);
-	d[n] = '\0';
-	return d;
-}
-
 static char *xasprintf(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
 static char *xasprintf(const char *fmt, ...)
@@ -228,7 +208,7 @@ static char *hdr_str(const mq_record *r, const char *name)
 
 	if (!hdr_find(r, name, &h) || h.value_len < 0)
 		return NULL;
-	return xstrndup(h.value, strnlen((const char *)h.value,
+	return cli_xstrndup(h.value, strnlen((const char *)h.value,
 					 (size_t)h.value_len));
 }
 
@@ -299,8 +279,8 @@ static char *cell(const uint8_t *p, int32_t len)
 	char *s;
 
 	if (!p || len < 0)
-		return xstrndup("-", 1);
-	s = xstrndup(p, (size_t)len);
+		return cli_xstrndup("-", 1);
+	s = cli_xstrndup(p, (size_t)len);
 	for (int32_t i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			s[i] = '?';
@@ -361,7 +341,7 @@ static struct rstate *rt_get(int64_t x, bool add)
 
 	if (add && (rt.n + 1) * 2 > rt.cap) {
 		size_t cap = rt.cap ? rt.cap * 2 : 256;
-		struct rstate *s = xrealloc(NULL, cap, sizeof *s);
+		struct rstate *s = cli_xrealloc(NULL, cap, sizeof *s);
 
 		for (i = 0; i < cap; i++)
 			s[i] = (struct rstate){ .dlq = -1 };
@@ -567,8 +547,8 @@ static int topic_parts(mq_ep *ep, const char *topic, bool forget,
 		mq_topic_meta_free(m, nm);
 	}
 	if (i == nknown) {
-		known = xrealloc(known, nknown + 1, sizeof *known);
-		known[nknown++].topic = xstrndup(topic, strlen(topic));
+		known = cli_xrealloc(known, nknown + 1, sizeof *known);
+		known[nknown++].topic = cli_xstrndup(topic, strlen(topic));
 	}
 	known[i].n = *n;
 	return 0;
@@ -601,8 +581,8 @@ static int32_t *seq_of(const char *topic, int32_t part)
 	for (size_t i = 0; i < pr.nseqs; i++)
 		if (pr.seqs[i].part == part && !strcmp(pr.seqs[i].topic, topic))
 			return &pr.seqs[i].next;
-	pr.seqs = xrealloc(pr.seqs, pr.nseqs + 1, sizeof *pr.seqs);
-	pr.seqs[pr.nseqs] = (struct pseq){ xstrndup(topic, strlen(topic)),
+	pr.seqs = cli_xrealloc(pr.seqs, pr.nseqs + 1, sizeof *pr.seqs);
+	pr.seqs[pr.nseqs] = (struct pseq){ cli_xstrndup(topic, strlen(topic)),
 					   part, 0 };
 	return &pr.seqs[pr.nseqs++].next;
 }
@@ -794,7 +774,7 @@ static int settle(mq_ep *ep, bool write, mq_err *err)
 
 	for (i = 0; i < rt.cap; i++)
 		if (rt.s[i].dlq >= 0 && rt.s[i].pending) {
-			p = xrealloc(p, np + 1, sizeof *p);
+			p = cli_xrealloc(p, np + 1, sizeof *p);
 			p[np++] = &rt.s[i];
 		}
 	if (!np)
@@ -886,7 +866,7 @@ static int cmp_i64(const void *a, const void *b)
 
 static void add_id(int64_t x)
 {
-	o.ids = xrealloc(o.ids, o.nids + 1, sizeof *o.ids);
+	o.ids = cli_xrealloc(o.ids, o.nids + 1, sizeof *o.ids);
 	o.ids[o.nids++] = x;
 }
 
@@ -901,7 +881,7 @@ static void ids_done(void)
 		if (n == 0 || o.ids[n - 1] != o.ids[i])
 			o.ids[n++] = o.ids[i];
 	o.nids = n;
-	o.id_seen = xrealloc(NULL, n, sizeof *o.id_seen);
+	o.id_seen = cli_xrealloc(NULL, n, sizeof *o.id_seen);
 	memset(o.id_seen, 0, n * sizeof *o.id_seen);
 }
 
@@ -1042,10 +1022,10 @@ static int keep_record(void *arg, const mq_record *r, mq_err *err)
 		return 1;
 	if (!selected(r))
 		return 0;
-	m = xrealloc(NULL, kl + vl + hl + 1, 1);
+	m = cli_xrealloc(NULL, kl + vl + hl + 1, 1);
 	if (dl.n == dl.cap) {
 		dl.cap = dl.cap ? dl.cap * 2 : 64;
-		dl.d = xrealloc(dl.d, dl.cap, sizeof *dl.d);
+		dl.d = cli_xrealloc(dl.d, dl.cap, sizeof *dl.d);
 	}
 	d = &dl.d[dl.n++];
 	d->r = *r;
@@ -1097,7 +1077,7 @@ static void tbl_cell(char *s)
 {
 	if (tbl.n == tbl.cap) {
 		tbl.cap = tbl.cap ? tbl.cap * 2 : 8 * NCOLS;
-		tbl.cells = xrealloc(tbl.cells, tbl.cap, sizeof *tbl.cells);
+		tbl.cells = cli_xrealloc(tbl.cells, tbl.cap, sizeof *tbl.cells);
 	}
 	tbl.cells[tbl.n++] = s;
 }
@@ -1341,7 +1321,7 @@ static int replay_one(mq_ep *ep, const mq_record *r)
 			err.msg);
 	/* 2: the resend, with the message's own headers and where it came
 	 * from. */
-	hs = xrealloc(NULL, (size_t)r->header_count + 1, sizeof *hs);
+	hs = cli_xrealloc(NULL, (size_t)r->header_count + 1, sizeof *hs);
 	while (mq_header_next(r, &pos, &h) == 1 && nh < r->header_count) {
 		size_t pl = strlen(DLQ_H_PREFIX), fl = strlen(REPLAY_H_FROM);
 
@@ -1381,7 +1361,7 @@ static int replay_one(mq_ep *ep, const mq_record *r)
 		struct rstate *s = rt_get(r->offset, true);
 
 		free(s->new_id);
-		s->new_id = xstrndup(new_id, strlen(new_id));
+		s->new_id = cli_xstrndup(new_id, strlen(new_id));
 	}
 	rc = 0;
 	goto out;

@@ -251,3 +251,37 @@ mq_ep *cli_open_endpoint(const char *broker_opt, const char *dir_opt,
 		cli_die(cli_exit_code(&err), "%s", err.msg);
 	return ep;
 }
+
+void *cli_xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (!p)
+		cli_die(EX_SOFTWARE_, "out of memory");
+	return p;
+}
+
+void *cli_xrealloc(void *p, size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size)
+		cli_die(EX_SOFTWARE_, "out of memory");
+	p = realloc(p, n && size ? n * size : 1);
+	if (!p)
+		cli_die(EX_SOFTWARE_, "out of memory");
+	return p;
+}
+
+char *cli_xstrdup(const char *s)
+{
+	return cli_xstrndup(s, strlen(s));
+}
+
+char *cli_xstrndup(const void *s, size_t n)
+{
+	char *d = cli_xrealloc(NULL, n + 1, 1);
+
+	if (n)
+		memcpy(d, s, n);
+	d[n] = '\0';
+	return d;
+}

@@ -33,6 +33,14 @@ void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The same, then exit(code). */
 void cli_die(int code, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
+
+/* calloc, realloc (of n elements of size bytes, overflow checked), strdup
+ * and a strndup of n bytes that may hold NULs: or die of "out of memory"
+ * (EX_SOFTWARE_). A zero size asks for one byte, so NULL means failure. */
+void *cli_xcalloc(size_t n, size_t size);
+void *cli_xrealloc(void *p, size_t n, size_t size);
+char *cli_xstrdup(const char *s);
+char *cli_xstrndup(const void *s, size_t n);
 /* A usage error: message, "Try 'prog --help'.", exit 64. */
 void cli_usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2), noreturn));
