@@ -192,6 +192,9 @@ run_pipeline_killed() {
 	wait_for bash -c "[ \"\$(mq-offset -b $MQ_B groups -g etl -J 2>/dev/null | jq -r 'select(.topic) | .current_offset')\" -gt 50 ]"
 	kill -"$sig" -- "-$PIPE_PID"
 	wait "$PIPE_PID" || true
+	# The shell may end before the stages do (a committer stopped by
+	# SIGTERM commits what it had read): wait for every one of them.
+	wait_for bash -c "! kill -0 -- -$PIPE_PID 2>/dev/null"
 	PIPE_PID=
 	k1=$(wc -l < "$OUT")
 	c=$(mq-offset "${MQ[@]}" groups -g etl -J | jq -r 'select(.topic) | .current_offset')
