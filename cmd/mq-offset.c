@@ -22,6 +22,7 @@
  */
 #include "cli/cli.h"
 #include "cli/msg.h"
+#include "cli/table.h"
 #include "cli/timefmt.h"
 #include "name.h"
 
@@ -236,89 +237,6 @@ static void help(enum sub sub)
 /* ---- time ---- */
 
 /* ---- the three writers ---- */
-
-/* Aligned columns: cells collected row by row, printed at the end. */
-struct table {
-	size_t ncols;
-	char **cells;
-	size_t n, cap;
-};
-
-static void tbl_add(struct table *t, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void tbl_add(struct table *t, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		cli_die(EX_SOFTWARE_, "out of memory");
-	va_end(ap);
-	if (t->n == t->cap) {
-		t->cap = t->cap ? 2 * t->cap : 64;
-		t->cells = cli_xrealloc(t->cells, t->cap, sizeof *t->cells);
-	}
-	t->cells[t->n++] = s;
-}
-
-/* A number, or "-" when it is unknown (negative). */
-static void tbl_num(struct table *t, int64_t v)
-{
-	if (v < 0)
-		tbl_add(t, "-");
-	else
-		tbl_add(t, "%" PRId64, v);
-}
-
-/* Start a table with these column headings (NULL-terminated). */
-static void tbl_init(struct table *t, ...)
-{
-	va_list ap;
-	const char *h;
-
-	*t = (struct table){ 0 };
-	va_start(ap, t);
-	while ((h = va_arg(ap, const char *))) {
-		tbl_add(t, "%s", h);
-		t->ncols++;
-	}
-	va_end(ap);
-}
-
-static size_t tbl_rows(const struct table *t)
-{
-	return t->n / t->ncols - 1;
-}
-
-static void tbl_free(struct table *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		free(t->cells[i]);
-	free(t->cells);
-	*t = (struct table){ 0 };
-}
-
-/* Print (skipping the heading if !heading) and free. */
-static void tbl_flush(struct table *t, bool heading)
-{
-	size_t *w = cli_xcalloc(t->ncols, sizeof *w);
-
-	for (size_t i = 0; i < t->n; i++) {
-		size_t len = strlen(t->cells[i]);
-		if (len > w[i % t->ncols])
-			w[i % t->ncols] = len;
-	}
-	for (size_t i = heading ? 0 : t->ncols; i < t->n; i++) {
-		size_t c = i % t->ncols;
-		if (c + 1 == t->ncols)
-			printf("%s\n", t->cells[i]);
-		else
-			printf("%-*s  ", (int)w[c], t->cells[i]);
-	}
-	free(w);
-	tbl_free(t);
-}
 
 /* One JSON object per line. */
 struct json {
@@ -639,28 +557,28 @@ static int cmd_topics(void)
 	if (o.quiet)
 		goto out;
 	if (o.fmt == FMT_TABLE) {
-		struct table t;
-		tbl_init(&t, "TOPIC", "PARTITION", "START-OFFSET", "END-OFFSET",
-			 "MESSAGES", "BYTES", "OLDEST-TIMESTAMP",
-			 "NEWEST-TIMESTAMP", NULL);
+		cli_table t;
+		cli_table_init(&t, "TOPIC", "PARTITION", "START-OFFSET",
+			       "END-OFFSET", "MESSAGES", "BYTES",
+			       "OLDEST-TIMESTAMP", "NEWEST-TIMESTAMP", NULL);
 		for (size_t i = 0; i < n; i++)
 			for (int32_t k = 0; k < m[i].nparts; k++) {
 				const mq_part_meta *p = &m[i].parts[k];
-				tbl_add(&t, "%s", m[i].name);
-				tbl_add(&t, "%d", p->id);
-				tbl_num(&t, p->start);
-				tbl_num(&t, p->end);
-				tbl_num(&t, p->end - p->start);
-				tbl_add(&t, "%" PRIu64, p->bytes);
-				tbl_add(&t, "%s", cli_format_time(p->oldest_ts, t1,
-							   sizeof t1));
-				tbl_add(&t, "%s", cli_format_time(p->newest_ts, t2,
-							   sizeof t2));
+				cli_table_add(&t, "%s", m[i].name);
+				cli_table_add(&t, "%d", p->id);
+				cli_table_num(&t, p->start);
+				cli_table_num(&t, p->end);
+				cli_table_num(&t, p->end - p->start);
+				cli_table_add(&t, "%" PRIu64, p->bytes);
+				cli_table_add(&t, "%s", cli_format_time(
+						p->oldest_ts, t1, sizeof t1));
+				cli_table_add(&t, "%s", cli_format_time(
+						p->newest_ts, t2, sizeof t2));
 			}
-		if (tbl_rows(&t))
-			tbl_flush(&t, true);
+		if (cli_table_rows(&t))
+			cli_table_flush(&t, true);
 		else
-			tbl_free(&t);
+			cli_table_free(&t);
 	} else if (o.fmt == FMT_JSON) {
 		struct json j = { 0 };
 		for (size_t i = 0; i < n; i++)
@@ -846,7 +764,7 @@ static int cmd_groups(void)
 	mq_group_info *g;
 	size_t nm, ng;
 	mq_err err;
-	struct table t;
+	cli_table t;
 	struct json j = { 0 };
 	mq_wbuf lw;
 	struct prom pm[] = {
@@ -865,7 +783,7 @@ static int cmd_groups(void)
 	if (o.group && (ng == 0 || (g[0].noffsets == 0 && g[0].nmembers == 0)))
 		cli_die(EX_DATAERR_, "unknown group %s: it has no committed "
 			"offsets and no members", o.group);
-	tbl_init(&t, "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET",
+	cli_table_init(&t, "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET",
 		 "LOG-END-OFFSET", "LAG", "CONSUMER-ID", NULL);
 	mq_w_init(&lw);
 	for (size_t gi = 0; gi < ng; gi++) {
@@ -889,14 +807,14 @@ static int cmd_groups(void)
 					 ? (size_t)len : sizeof line - 1);
 			}
 			if (o.fmt == FMT_TABLE) {
-				tbl_add(&t, "%s", g[gi].name);
-				tbl_add(&t, "%s", r.topic);
-				tbl_add(&t, "%d", r.partition);
-				tbl_num(&t, r.current);
-				tbl_num(&t, r.end);
-				tbl_num(&t, r.lag);
-				tbl_add(&t, "%s", r.member ? r.member->member_id
-							   : "-");
+				cli_table_add(&t, "%s", g[gi].name);
+				cli_table_add(&t, "%s", r.topic);
+				cli_table_add(&t, "%d", r.partition);
+				cli_table_num(&t, r.current);
+				cli_table_num(&t, r.end);
+				cli_table_num(&t, r.lag);
+				cli_table_add(&t, "%s", r.member ?
+					      r.member->member_id : "-");
 			} else if (o.fmt == FMT_JSON && !o.quiet) {
 				j_begin(&j);
 				j_str(&j, "group", g[gi].name);
@@ -928,13 +846,13 @@ static int cmd_groups(void)
 		if (np == 0)
 			continue;
 		if (o.fmt == FMT_TABLE) {
-			tbl_add(&t, "%s", g[gi].name);
-			tbl_add(&t, "(total)");
-			tbl_add(&t, "-");
-			tbl_add(&t, "-");
-			tbl_add(&t, "-");
-			tbl_add(&t, "%" PRId64, total);
-			tbl_add(&t, "-");
+			cli_table_add(&t, "%s", g[gi].name);
+			cli_table_add(&t, "(total)");
+			cli_table_add(&t, "-");
+			cli_table_add(&t, "-");
+			cli_table_add(&t, "-");
+			cli_table_add(&t, "%" PRId64, total);
+			cli_table_add(&t, "-");
 		} else if (o.fmt == FMT_JSON && !o.quiet) {
 			j_begin(&j);
 			j_str(&j, "group", g[gi].name);
@@ -951,10 +869,10 @@ static int cmd_groups(void)
 			prom_sample(&pm[3], l, "%zu", g[gi].nmembers);
 		}
 	}
-	if (o.fmt == FMT_TABLE && !o.quiet && tbl_rows(&t))
-		tbl_flush(&t, true);
+	if (o.fmt == FMT_TABLE && !o.quiet && cli_table_rows(&t))
+		cli_table_flush(&t, true);
 	else
-		tbl_free(&t);
+		cli_table_free(&t);
 	prom_flush(pm, sizeof pm / sizeof pm[0],
 		   o.fmt == FMT_PROM && !o.quiet);
 	fflush(stdout);
@@ -1249,9 +1167,10 @@ static int commit_batch(mq_ep *ep, struct ids *ids, mq_err *err)
 		die_err(err);
 	}
 	rc = 0;
-	struct table t;
+	cli_table t;
 	struct json j = { 0 };
-	tbl_init(&t, "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", NULL);
+	cli_table_init(&t, "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET",
+		       NULL);
 	for (size_t i = 0; i < ne; i++) {
 		const mq_group_offset *c =
 			ng ? mq_group_committed(&g[0], e[i].topic,
@@ -1274,17 +1193,17 @@ static int commit_batch(mq_ep *ep, struct ids *ids, mq_err *err)
 			j_int(&j, "requested_offset", e[i].offset);
 			j_end(&j);
 		} else {
-			tbl_add(&t, "%s", o.group);
-			tbl_add(&t, "%s", e[i].topic);
-			tbl_add(&t, "%d", e[i].partition);
-			tbl_num(&t, now);
+			cli_table_add(&t, "%s", o.group);
+			cli_table_add(&t, "%s", e[i].topic);
+			cli_table_add(&t, "%d", e[i].partition);
+			cli_table_num(&t, now);
 		}
 	}
-	if (o.fmt == FMT_TABLE && tbl_rows(&t)) {
-		tbl_flush(&t, !printed_heading);
+	if (o.fmt == FMT_TABLE && cli_table_rows(&t)) {
+		cli_table_flush(&t, !printed_heading);
 		printed_heading = true;
 	} else {
-		tbl_free(&t);
+		cli_table_free(&t);
 	}
 	mq_w_free(&j.w);
 	fflush(stdout);
@@ -1587,10 +1506,10 @@ static int cmd_reset(void)
 		free(e);
 	}
 	if (!o.quiet) {
-		struct table t;
+		cli_table t;
 		struct json j = { 0 };
-		tbl_init(&t, "GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET",
-			 "NEW-OFFSET", NULL);
+		cli_table_init(&t, "GROUP", "TOPIC", "PARTITION",
+			       "CURRENT-OFFSET", "NEW-OFFSET", NULL);
 		for (size_t i = 0; i < nt; i++) {
 			if (o.fmt == FMT_JSON) {
 				j_begin(&j);
@@ -1603,17 +1522,17 @@ static int cmd_reset(void)
 				j_bool(&j, "executed", o.execute);
 				j_end(&j);
 			} else {
-				tbl_add(&t, "%s", o.group);
-				tbl_add(&t, "%s", tg[i].topic);
-				tbl_add(&t, "%d", tg[i].partition);
-				tbl_num(&t, tg[i].current);
-				tbl_num(&t, tg[i].to);
+				cli_table_add(&t, "%s", o.group);
+				cli_table_add(&t, "%s", tg[i].topic);
+				cli_table_add(&t, "%d", tg[i].partition);
+				cli_table_num(&t, tg[i].current);
+				cli_table_num(&t, tg[i].to);
 			}
 		}
 		if (o.fmt == FMT_TABLE && nt)
-			tbl_flush(&t, true);
+			cli_table_flush(&t, true);
 		else
-			tbl_free(&t);
+			cli_table_free(&t);
 		mq_w_free(&j.w);
 		fflush(stdout);
 		if (!o.execute) {

@@ -66,6 +66,7 @@
  */
 #include "cli/cli.h"
 #include "cli/msg.h"
+#include "cli/table.h"
 #include "cli/timefmt.h"
 #include "batch.h"
 #include "name.h"
@@ -1066,50 +1067,24 @@ static int read_dlq(mq_ep *ep, int64_t *start, int64_t *end)
 /* ---- output ---- */
 
 /* Aligned columns for people: cells collected, printed at the end. */
-static struct {
-	char **cells;
-	size_t n, cap;
-} tbl;
-
-#define NCOLS 8
+static cli_table tbl;
 
 static void tbl_cell(char *s)
 {
-	if (tbl.n == tbl.cap) {
-		tbl.cap = tbl.cap ? tbl.cap * 2 : 8 * NCOLS;
-		tbl.cells = cli_xrealloc(tbl.cells, tbl.cap, sizeof *tbl.cells);
-	}
-	tbl.cells[tbl.n++] = s;
+	if (!tbl.ncols)
+		cli_table_init(&tbl, "DLQ-OFFSET", "ORIGINAL-ID", "KEY",
+			       "ATTEMPTS", "LAST-EXIT", "FAILED-AT",
+			       "REPLAYED", "REASON", (char *)NULL);
+	cli_table_take(&tbl, s);
 }
 
+/* Print the table, unless it has no rows. */
 static void tbl_print(void)
 {
-	static const char *const head[NCOLS] = {
-		"DLQ-OFFSET", "ORIGINAL-ID", "KEY", "ATTEMPTS", "LAST-EXIT",
-		"FAILED-AT", "REPLAYED", "REASON"
-	};
-	size_t w[NCOLS], i;
-
-	if (tbl.n == 0)
-		return;
-	for (i = 0; i < NCOLS; i++)
-		w[i] = strlen(head[i]);
-	for (i = 0; i < tbl.n; i++)
-		if (strlen(tbl.cells[i]) > w[i % NCOLS])
-			w[i % NCOLS] = strlen(tbl.cells[i]);
-	for (i = 0; i + 1 < NCOLS; i++)
-		printf("%-*s  ", (int)w[i], head[i]);
-	printf("%s\n", head[NCOLS - 1]);
-	for (i = 0; i < tbl.n; i++) {
-		if (i % NCOLS + 1 < NCOLS)
-			printf("%-*s  ", (int)w[i % NCOLS], tbl.cells[i]);
-		else
-			printf("%s\n", tbl.cells[i]);
-		free(tbl.cells[i]);
-	}
-	free(tbl.cells);
-	tbl.cells = NULL;
-	tbl.n = tbl.cap = 0;
+	if (tbl.ncols && cli_table_rows(&tbl))
+		cli_table_flush(&tbl, true);
+	else
+		cli_table_free(&tbl);
 }
 
 /* One row of a listing: into the table, or a JSON line on stdout. */
