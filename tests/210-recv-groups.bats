@@ -5,13 +5,7 @@
 load helpers
 
 setup() { mq_setup; }
-teardown() {
-	local p
-	for p in ${RECV_PIDS:-}; do
-		crash "$p"
-	done
-	mq_teardown
-}
+teardown() { mq_teardown; }
 
 # Fast group settings for tests.
 G=(--session-timeout 2000 --commit-interval 100ms)

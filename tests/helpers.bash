@@ -14,6 +14,11 @@ mq_setup() {
 }
 
 mq_teardown() {
+	local p
+	# mq-recv sessions a test started with setsid (see crash).
+	for p in ${RECV_PIDS:-}; do
+		crash "$p"
+	done
 	if [ -n "${BROKER_PID:-}" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
 		kill -KILL "$BROKER_PID" 2>/dev/null || true
 		wait "$BROKER_PID" 2>/dev/null || true
